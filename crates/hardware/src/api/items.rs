@@ -1,0 +1,274 @@
+//! `/hardware` — the inventory with its availability.
+
+use super::AppState;
+use super::auth::Admin;
+use super::error::ApiError;
+use super::query::{ListQuery, RawListQuery};
+use crate::db::{self, Record};
+use crate::engine::Reading;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use wire::{Availability, Item, ItemInput};
+
+/// Longest provider name accepted (the column's width).
+pub const MAX_PROVIDER_CHARS: usize = 64;
+/// Longest item name accepted (the column's width).
+pub const MAX_NAME_CHARS: usize = 128;
+
+fn item(record: &Record, reading: Option<Reading>) -> Item {
+    Item {
+        id: record.id,
+        provider: record.provider.clone(),
+        name: record.name.clone(),
+        availability: reading.map_or(Availability::Unknown, |r| r.level),
+        checked_at: reading.map(|r| r.checked_at),
+    }
+}
+
+/// `GET /hardware/`: every item (or a filtered page), in id order.
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<RawListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(raw) = query?;
+    let query = ListQuery::parse(raw)?;
+    let snapshot = state.inventory.snapshot().ok_or_else(|| {
+        ApiError::Unavailable("the inventory is not loaded yet; try again shortly".into())
+    })?;
+    let matching: Vec<&Record> = snapshot
+        .records
+        .iter()
+        .filter(|record| {
+            query
+                .provider
+                .as_ref()
+                .is_none_or(|p| record.provider.eq_ignore_ascii_case(p))
+        })
+        .filter(|record| {
+            query
+                .q
+                .as_ref()
+                .is_none_or(|q| record.name.to_lowercase().contains(q.as_str()))
+        })
+        .collect();
+
+    let page = |items: usize| {
+        let start = query.offset.min(items);
+        let end = query.limit.map_or(items, |limit| start.saturating_add(limit).min(items));
+        start..end
+    };
+    // Wait (bounded) for values never computed. Without an availability filter
+    // only the requested page matters; with one, every candidate does.
+    let wait = query.wait.unwrap_or(state.max_wait).min(state.max_wait);
+    if !wait.is_zero() {
+        let waited: Vec<u64> = if query.availability.is_some() {
+            matching.iter().map(|record| record.id).collect()
+        } else {
+            matching[page(matching.len())]
+                .iter()
+                .map(|record| record.id)
+                .collect()
+        };
+        state.engine.wait_for(&waited, wait).await;
+    }
+
+    let readings = state.engine.readings(matching.iter().map(|record| record.id));
+    let items: Vec<Item> = matching
+        .iter()
+        .zip(readings)
+        .map(|(record, reading)| item(record, reading))
+        .filter(|item| query.availability.is_none_or(|level| item.availability == level))
+        .collect();
+    let total = items.len();
+    let range = page(total);
+    let next_offset = range.end;
+    let body: Vec<Item> = items.into_iter().skip(range.start).take(range.len()).collect();
+
+    let mut headers = HeaderMap::new();
+    headers.insert(wire::TOTAL_COUNT, HeaderValue::from(total));
+    if query.limit.is_some() && next_offset < total {
+        let link = format!("</hardware/?{}>; rel=\"next\"", query.with_offset(next_offset));
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, value);
+        }
+    }
+    Ok((headers, Json(body)).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct WaitQuery {
+    wait: Option<String>,
+}
+
+/// `GET /hardware/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    id: Result<Path<u64>, PathRejection>,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+) -> Result<Json<Item>, ApiError> {
+    let Path(id) = id?;
+    let Query(raw) = query?;
+    let wait = ListQuery::parse(RawListQuery {
+        wait: raw.wait,
+        ..RawListQuery::default()
+    })?
+    .wait
+    .unwrap_or(state.max_wait)
+    .min(state.max_wait);
+    let record = find(&state, id).await?;
+    state.engine.wait_for(&[id], wait).await;
+    Ok(Json(item(&record, state.engine.reading(id))))
+}
+
+/// Looks in the snapshot first; on a miss asks the database, since another
+/// replica may have created the item since this one last refreshed.
+async fn find(state: &AppState, id: u64) -> Result<Record, ApiError> {
+    if let Some(record) = state.inventory.snapshot().and_then(|s| s.get(id).cloned()) {
+        return Ok(record);
+    }
+    match db::find(&state.pool, id).await? {
+        Some(record) => {
+            refresh_after_write(state).await;
+            Ok(record)
+        }
+        None => Err(not_found(id)),
+    }
+}
+
+fn not_found(id: u64) -> ApiError {
+    ApiError::NotFound(format!("no hardware with id {id}"))
+}
+
+/// Checks a body's fields; the error says which field and why.
+fn validate(input: ItemInput) -> Result<ItemInput, ApiError> {
+    check_field("provider", &input.provider, MAX_PROVIDER_CHARS)?;
+    check_field("name", &input.name, MAX_NAME_CHARS)?;
+    Ok(input)
+}
+
+fn check_field(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let problem = if value.trim().is_empty() {
+        Some("must not be empty".to_owned())
+    } else if value.chars().count() > max {
+        Some(format!("must be at most {max} characters"))
+    } else if value.chars().any(char::is_control) {
+        Some("must not contain control characters".to_owned())
+    } else if value.trim() != value {
+        Some("must not start or end with white space".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        Some(why) => Err(ApiError::Unprocessable(format!("{field} {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// Makes this replica see its own write at once (read-your-writes). The write
+/// already succeeded, so a failure here is logged, not reported.
+async fn refresh_after_write(state: &AppState) {
+    if let Err(err) = state.inventory.refresh().await {
+        tracing::warn!(error = %err, "inventory refresh after a write failed; the poller will retry");
+    }
+}
+
+/// `POST /hardware/` (admin): `201` with `Location`.
+pub async fn create(
+    State(state): State<AppState>,
+    _admin: Admin,
+    body: Result<Json<ItemInput>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(input) = body?;
+    let input = validate(input)?;
+    let id = db::insert(&state.pool, &input.provider, &input.name).await?;
+    refresh_after_write(&state).await;
+    tracing::info!(id, provider = %input.provider, name = %input.name, "hardware created");
+    let record = Record {
+        id,
+        provider: input.provider,
+        name: input.name,
+    };
+    let location = HeaderValue::from_str(&format!("/hardware/{id}"))
+        .map_err(|err| ApiError::Internal(err.into()))?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(item(&record, None)),
+    )
+        .into_response())
+}
+
+/// `PUT /hardware/{id}` (admin): replaces provider and name.
+pub async fn update(
+    State(state): State<AppState>,
+    _admin: Admin,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Json<ItemInput>, JsonRejection>,
+) -> Result<Json<Item>, ApiError> {
+    let Path(id) = id?;
+    let Json(input) = body?;
+    let input = validate(input)?;
+    if !db::update(&state.pool, id, &input.provider, &input.name).await? {
+        return Err(not_found(id));
+    }
+    refresh_after_write(&state).await;
+    tracing::info!(id, provider = %input.provider, name = %input.name, "hardware updated");
+    let record = Record {
+        id,
+        provider: input.provider,
+        name: input.name,
+    };
+    Ok(Json(item(&record, state.engine.reading(id))))
+}
+
+/// `DELETE /hardware/{id}` (admin): `204`.
+pub async fn remove(
+    State(state): State<AppState>,
+    _admin: Admin,
+    id: Result<Path<u64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(id) = id?;
+    if !db::delete(&state.pool, id).await? {
+        return Err(not_found(id));
+    }
+    refresh_after_write(&state).await;
+    tracing::info!(id, "hardware deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(provider: &str, name: &str) -> ItemInput {
+        ItemInput {
+            provider: provider.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn valid_fields_pass() {
+        assert!(validate(input("Amazon", "c5.large")).is_ok());
+        assert!(validate(input("Ünïcode", &"n".repeat(MAX_NAME_CHARS))).is_ok());
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        for (body, field) in [
+            (input("", "c5"), "provider"),
+            (input("  ", "c5"), "provider"),
+            (input("Amazon", &"n".repeat(MAX_NAME_CHARS + 1)), "name"),
+            (input("Amazon", "c5\u{0}"), "name"),
+            (input("Amazon\n", "c5"), "provider"),
+            (input("Amazon", " c5"), "name"),
+        ] {
+            let err = validate(body).expect_err("invalid");
+            assert!(err.to_string().starts_with(field), "{err}");
+            assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        }
+    }
+}

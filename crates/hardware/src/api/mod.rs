@@ -1,0 +1,76 @@
+//! The HTTP API: routes, shared state and the middleware stack.
+
+pub mod auth;
+pub mod error;
+mod health;
+mod items;
+mod query;
+
+use crate::engine::Engine;
+use crate::inventory::Inventory;
+use auth::TokenDigest;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use error::ApiError;
+use ops::metrics::HttpMetrics;
+use prometheus_client::registry::Registry;
+use sqlx::MySqlPool;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// Largest accepted request body: an item is two short strings.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What every handler can reach. Cheap to clone: handles and `Arc`s only.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pool: MySqlPool,
+    pub engine: Engine,
+    pub inventory: Inventory,
+    pub admin: Option<TokenDigest>,
+    /// Default and upper bound of `wait`.
+    pub max_wait: Duration,
+    pub registry: Arc<Registry>,
+    /// Set once the embedded migrations were seen applied (it never turns false).
+    pub migrated: Arc<AtomicBool>,
+}
+
+/// The router with every route and the shared middleware.
+pub fn router(state: AppState, http_metrics: HttpMetrics, instance: &str) -> Router {
+    let api = Router::new()
+        .route("/hardware", get(items::list).post(items::create))
+        .route("/hardware/", get(items::list).post(items::create))
+        .route(
+            "/hardware/{id}",
+            get(items::show).put(items::update).delete(items::remove),
+        )
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route_layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            ops::metrics::track,
+        ))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    ops::http::observe(api, instance)
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
+    ops::metrics::render(&state.registry)
+}
+
+/// The OpenAPI 3 description of this API, kept beside the code it describes.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}

@@ -1,0 +1,197 @@
+//! Query parameters of the list endpoint, parsed into checked values.
+//!
+//! Every parameter arrives as text and is parsed here, so a bad value gets a
+//! 400 that names the parameter and says what is expected.
+
+use super::error::ApiError;
+use serde::Deserialize;
+use std::time::Duration;
+use wire::Availability;
+
+/// Most items one page may hold.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The raw parameters; unknown ones are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawListQuery {
+    pub provider: Option<String>,
+    pub availability: Option<String>,
+    pub q: Option<String>,
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+    pub wait: Option<String>,
+}
+
+/// The parameters, checked.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListQuery {
+    pub provider: Option<String>,
+    pub availability: Option<Availability>,
+    /// Lower-cased, for case-insensitive matching.
+    pub q: Option<String>,
+    pub limit: Option<usize>,
+    pub offset: usize,
+    /// `None` means "the default", which the caller knows.
+    pub wait: Option<Duration>,
+}
+
+impl ListQuery {
+    pub fn parse(raw: RawListQuery) -> Result<Self, ApiError> {
+        let limit = raw
+            .limit
+            .map(|text| match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+                _ => Err(ApiError::BadRequest(format!(
+                    "limit must be a whole number from 1 to {MAX_LIMIT}"
+                ))),
+            })
+            .transpose()?;
+        let offset = raw
+            .offset
+            .map(|text| {
+                text.parse::<usize>().map_err(|_| {
+                    ApiError::BadRequest("offset must be a whole number, 0 or more".into())
+                })
+            })
+            .transpose()?
+            .unwrap_or(0);
+        let availability = raw
+            .availability
+            .map(|text| {
+                text.parse::<Availability>().map_err(|_| {
+                    ApiError::BadRequest(
+                        "availability must be one of HIGH, MEDIUM, LOW, UNKNOWN".into(),
+                    )
+                })
+            })
+            .transpose()?;
+        let wait = raw.wait.map(|text| parse_wait(&text)).transpose()?;
+        Ok(Self {
+            provider: raw.provider.filter(|p| !p.is_empty()),
+            availability,
+            q: raw.q.filter(|q| !q.is_empty()).map(|q| q.to_lowercase()),
+            limit,
+            offset,
+            wait,
+        })
+    }
+
+    /// The query string for the same filters at another offset (for `Link`).
+    pub fn with_offset(&self, offset: usize) -> String {
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        if let Some(provider) = &self.provider {
+            pairs.push(("provider", provider.clone()));
+        }
+        if let Some(level) = self.availability {
+            pairs.push(("availability", level.as_str().to_owned()));
+        }
+        if let Some(q) = &self.q {
+            pairs.push(("q", q.clone()));
+        }
+        if let Some(limit) = self.limit {
+            pairs.push(("limit", limit.to_string()));
+        }
+        pairs.push(("offset", offset.to_string()));
+        if let Some(wait) = self.wait {
+            pairs.push(("wait", format!("{}", wait.as_secs_f64())));
+        }
+        pairs
+            .iter()
+            .map(|(key, value)| format!("{key}={}", encode(value)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// `wait` in seconds (`2`, `0.5`) or as a humantime duration (`250ms`).
+fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(
+            "wait must be a number of seconds (e.g. 2 or 0.5) or a duration such as 250ms".into(),
+        )
+    };
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|_| bad());
+    }
+    humantime::parse_duration(text).map_err(|_| bad())
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> RawListQuery {
+        let mut raw = RawListQuery::default();
+        for (key, value) in pairs {
+            let value = Some((*value).to_owned());
+            match *key {
+                "provider" => raw.provider = value,
+                "availability" => raw.availability = value,
+                "q" => raw.q = value,
+                "limit" => raw.limit = value,
+                "offset" => raw.offset = value,
+                "wait" => raw.wait = value,
+                _ => {}
+            }
+        }
+        raw
+    }
+
+    #[test]
+    fn good_values_parse() {
+        let query = ListQuery::parse(raw(&[
+            ("availability", "high"),
+            ("q", "C5"),
+            ("limit", "10"),
+            ("offset", "20"),
+            ("wait", "0.5"),
+        ]))
+        .expect("valid");
+        assert_eq!(query.availability, Some(Availability::High));
+        assert_eq!(query.q.as_deref(), Some("c5"));
+        assert_eq!((query.limit, query.offset), (Some(10), 20));
+        assert_eq!(query.wait, Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn bad_values_are_rejected_naming_the_parameter() {
+        for (key, value) in [
+            ("limit", "0"),
+            ("limit", "1001"),
+            ("limit", "ten"),
+            ("offset", "-1"),
+            ("availability", "average"),
+            ("wait", "-1"),
+            ("wait", "NaN"),
+            ("wait", "soon"),
+        ] {
+            let err = ListQuery::parse(raw(&[(key, value)])).expect_err(value);
+            assert!(err.to_string().starts_with(key), "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn wait_accepts_humantime() {
+        let query = ListQuery::parse(raw(&[("wait", "250ms")])).expect("valid");
+        assert_eq!(query.wait, Some(Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn the_next_link_keeps_the_filters_and_encodes_them() {
+        let query = ListQuery::parse(raw(&[("provider", "A&B"), ("limit", "2")])).expect("valid");
+        assert_eq!(query.with_offset(2), "provider=A%26B&limit=2&offset=2");
+    }
+}

@@ -1,0 +1,390 @@
+//! The availability engine: keeps the slow probe off the request path.
+//!
+//! # How it works
+//! The engine holds one [`Slot`] per tracked item: the last [`Reading`] and when
+//! the probe that produced it started. A single scheduler task ([`Engine::run`])
+//! is the only place probes start, which gives the guarantees below without any
+//! per-request coordination:
+//!
+//! - **singleflight**: a slot is either queued or in flight, never both, so
+//!   however many requests ask, an item has at most one probe running;
+//! - **bounded concurrency**: at most `concurrency` probes run at once, all
+//!   polled by the scheduler task itself (no task per row per request);
+//! - **once per TTL**: an item's next probe starts `ttl` after its previous one
+//!   started, so a value is replaced about `probe time` before it turns stale
+//!   and each item costs one probe per TTL;
+//! - **stale-while-revalidate**: requests read whatever value is cached, never
+//!   waiting; a failed or slow probe keeps the old value;
+//! - **warm-up**: newly tracked items are due at once;
+//! - **inventory changes**: [`Engine::track`] adds and removes slots.
+//!
+//! Requests that *want* to wait for never-computed values (the list endpoint's
+//! `wait`) use [`Engine::wait_for`], which sleeps on a change counter.
+
+pub mod probe;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+use wire::Availability;
+
+pub use probe::{CountingProbe, FailingProbe, Probe, ProbeError, SimulatedProbe, Target};
+
+/// A computed availability value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub level: Availability,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// Engine tuning, from the service settings.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSettings {
+    /// How long a value is fresh: each item is probed once per `ttl`.
+    pub ttl: Duration,
+    /// A probe taking longer counts as failed.
+    pub probe_timeout: Duration,
+    /// Most probes in flight at once.
+    pub concurrency: usize,
+}
+
+impl EngineSettings {
+    /// After a failed probe, retry sooner than a full TTL but not in a hot loop.
+    fn retry_after(&self) -> Duration {
+        (self.ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    target: Arc<Target>,
+    reading: Option<Reading>,
+    /// When this slot is due, while queued; `None` while its probe is in flight.
+    due: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    slots: HashMap<u64, Slot>,
+    /// Queued slots by due time. Every queued slot has exactly one entry here,
+    /// `(slot.due, id)`; removed slots leave none.
+    queue: BTreeSet<(Instant, u64)>,
+}
+
+impl State {
+    fn enqueue(&mut self, id: u64, due: Instant) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            if let Some(previous) = slot.due.replace(due) {
+                self.queue.remove(&(previous, id));
+            }
+            self.queue.insert((due, id));
+        }
+    }
+
+    /// Takes up to `limit` due slots out of the queue, marking them in flight.
+    fn take_due(&mut self, now: Instant, limit: usize) -> Vec<Arc<Target>> {
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            let Some(&(due, id)) = self.queue.first() else { break };
+            if due > now {
+                break;
+            }
+            self.queue.pop_first();
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.due = None;
+                taken.push(Arc::clone(&slot.target));
+            }
+        }
+        taken
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.queue.first().map(|&(due, _)| due)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EngineMetrics {
+    probes: Family<Vec<(String, String)>, Counter>,
+    in_flight: Gauge,
+    tracked: Gauge,
+}
+
+impl EngineMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            probes: Family::default(),
+            in_flight: Gauge::default(),
+            tracked: Gauge::default(),
+        };
+        registry.register(
+            "availability_probes",
+            "Availability probes finished, by outcome",
+            metrics.probes.clone(),
+        );
+        registry.register(
+            "availability_probes_in_flight",
+            "Availability probes running now",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "availability_items_tracked",
+            "Items whose availability the engine keeps fresh",
+            metrics.tracked.clone(),
+        );
+        metrics
+    }
+
+    fn finished(&self, outcome: &str) {
+        self.probes
+            .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
+            .inc();
+    }
+}
+
+struct Inner {
+    probe: Arc<dyn Probe>,
+    settings: EngineSettings,
+    state: Mutex<State>,
+    /// Bumped whenever a value lands; `wait_for` sleeps on it.
+    landed: watch::Sender<u64>,
+    /// Wakes the scheduler when new items are tracked.
+    wake: Notify,
+    metrics: EngineMetrics,
+}
+
+/// Handle to the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Creates an engine; nothing is probed until [`Engine::run`] is polled.
+    pub fn new(probe: Arc<dyn Probe>, settings: EngineSettings, registry: &mut Registry) -> Self {
+        let (landed, _) = watch::channel(0);
+        Self {
+            inner: Arc::new(Inner {
+                probe,
+                settings,
+                state: Mutex::new(State::default()),
+                landed,
+                wake: Notify::new(),
+                metrics: EngineMetrics::register(registry),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the maps inconsistent in a
+        // way readers care about (each mutation is a single insert/remove), so a
+        // poisoned lock is still usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes `targets` the set of tracked items: new ones are queued for an
+    /// immediate probe, vanished ones are dropped, renamed ones keep their value.
+    pub fn track(&self, targets: impl IntoIterator<Item = Target>) {
+        let now = Instant::now();
+        let mut added = false;
+        {
+            let mut state = self.state();
+            let mut keep = HashMap::with_capacity(state.slots.len());
+            for target in targets {
+                let id = target.id;
+                match state.slots.remove(&id) {
+                    Some(mut slot) => {
+                        if *slot.target != target {
+                            slot.target = Arc::new(target);
+                        }
+                        keep.insert(id, slot);
+                    }
+                    None => {
+                        added = true;
+                        keep.insert(
+                            id,
+                            Slot {
+                                target: Arc::new(target),
+                                reading: None,
+                                due: None,
+                            },
+                        );
+                        state.queue.insert((now, id));
+                        if let Some(slot) = keep.get_mut(&id) {
+                            slot.due = Some(now);
+                        }
+                    }
+                }
+            }
+            // Whatever is left was not in `targets`: drop it and its queue entry.
+            let gone: Vec<(u64, Option<Instant>)> =
+                state.slots.drain().map(|(id, slot)| (id, slot.due)).collect();
+            for (id, due) in gone {
+                if let Some(due) = due {
+                    state.queue.remove(&(due, id));
+                }
+            }
+            state.slots = keep;
+            self.inner.metrics.tracked.set(gauge_value(state.slots.len()));
+        }
+        if added {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// The cached value of `id`, if one was ever computed.
+    pub fn reading(&self, id: u64) -> Option<Reading> {
+        self.state().slots.get(&id).and_then(|slot| slot.reading)
+    }
+
+    /// The cached values of `ids`, in order, under one lock.
+    pub fn readings(&self, ids: impl IntoIterator<Item = u64>) -> Vec<Option<Reading>> {
+        let state = self.state();
+        ids.into_iter()
+            .map(|id| state.slots.get(&id).and_then(|slot| slot.reading))
+            .collect()
+    }
+
+    /// A counter that changes whenever any value lands (for caches built on readings).
+    pub fn version(&self) -> u64 {
+        *self.inner.landed.borrow()
+    }
+
+    /// Waits until every tracked id in `ids` has a value, or `limit` passes.
+    /// Untracked ids are not waited for (they would never get a value).
+    pub async fn wait_for(&self, ids: &[u64], limit: Duration) {
+        if limit.is_zero() {
+            return;
+        }
+        let deadline = Instant::now() + limit;
+        let mut landed = self.inner.landed.subscribe();
+        loop {
+            let missing = {
+                let state = self.state();
+                ids.iter().any(|id| {
+                    state
+                        .slots
+                        .get(id)
+                        .is_some_and(|slot| slot.reading.is_none())
+                })
+            };
+            if !missing {
+                return;
+            }
+            match tokio::time::timeout_at(deadline, landed.changed()).await {
+                Ok(Ok(())) => {}
+                // Deadline passed, or the engine is gone: answer with what there is.
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+
+    /// The scheduler: starts due probes, records their results, until `shutdown`.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let settings = self.inner.settings;
+        let mut in_flight = FuturesUnordered::new();
+        tokio::pin!(shutdown);
+        loop {
+            let capacity = settings.concurrency.saturating_sub(in_flight.len());
+            let (started, next_due) = {
+                let mut state = self.state();
+                let started = state.take_due(Instant::now(), capacity);
+                (started, state.next_due())
+            };
+            for target in started {
+                in_flight.push(self.probe_once(target));
+            }
+            self.inner
+                .metrics
+                .in_flight
+                .set(gauge_value(in_flight.len()));
+            // Sleep until the next due slot, but only if there is room to start it.
+            let wake_at = next_due
+                .filter(|_| in_flight.len() < settings.concurrency)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                () = &mut shutdown => return,
+                Some((target, started, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.record(&target, started, result);
+                }
+                () = tokio::time::sleep_until(wake_at) => {}
+                () = self.inner.wake.notified() => {}
+            }
+        }
+    }
+
+    fn probe_once(
+        &self,
+        target: Arc<Target>,
+    ) -> impl std::future::Future<Output = (Arc<Target>, Instant, Result<Availability, ProbeError>)>
+    + use<> {
+        let probe = Arc::clone(&self.inner.probe);
+        let limit = self.inner.settings.probe_timeout;
+        async move {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(limit, probe.check(&target)).await {
+                Ok(result) => result,
+                Err(_) => Err(ProbeError(format!("no answer within {limit:?}"))),
+            };
+            (target, started, result)
+        }
+    }
+
+    fn record(&self, target: &Target, started: Instant, result: Result<Availability, ProbeError>) {
+        let settings = self.inner.settings;
+        let landed = {
+            let mut state = self.state();
+            let Some(slot) = state.slots.get_mut(&target.id) else {
+                // Deleted while its probe ran.
+                return;
+            };
+            let (landed, next) = match result {
+                Ok(level) => {
+                    slot.reading = Some(Reading {
+                        level,
+                        checked_at: Utc::now(),
+                    });
+                    self.inner.metrics.finished("ok");
+                    (true, started + settings.ttl)
+                }
+                Err(err) => {
+                    tracing::warn!(id = target.id, error = %err, "availability probe failed; keeping the last value");
+                    self.inner.metrics.finished("error");
+                    (false, Instant::now() + settings.retry_after())
+                }
+            };
+            state.enqueue(target.id, next);
+            landed
+        };
+        if landed {
+            self.inner.landed.send_modify(|version| *version += 1);
+        }
+    }
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

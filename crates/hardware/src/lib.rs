@@ -1,0 +1,192 @@
+//! The private hardware service.
+//!
+//! # Layout
+//! - [`config`]: settings (flags with env fallbacks) and their validation.
+//! - [`db`]: every SQL statement, the embedded migrations and the pool.
+//! - [`inventory`]: the in-memory snapshot of the table that requests read.
+//! - [`engine`]: the availability engine — probes off the request path, once
+//!   per item per TTL, with singleflight and bounded concurrency.
+//! - [`api`]: routes, the problem+json error type and bearer-token auth.
+//! - [`Application`] (here): wires them together, binds the listener and runs
+//!   until shutdown. `main.rs` only parses settings and calls it.
+//!
+//! # Invariants
+//! - No request ever starts a probe: only the engine's scheduler does.
+//! - Requests never wait for a probe unless they asked (`wait`), and then at
+//!   most `AVAILABILITY_MAX_WAIT`.
+//! - Reads never touch the database (except a by-id miss); a database outage
+//!   degrades writes and readiness, not reads.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod engine;
+pub mod inventory;
+
+use anyhow::Context;
+use api::AppState;
+use api::auth::TokenDigest;
+use config::Settings;
+use engine::{Engine, EngineSettings, Probe, SimulatedProbe};
+use inventory::Inventory;
+use prometheus_client::registry::Registry;
+use sqlx::MySqlPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A built service: listener bound, router ready, background loops not yet started.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    inventory_refresh: Duration,
+    migrate_on_start: bool,
+}
+
+impl Application {
+    /// Builds the service from settings, with the simulated probe.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let options = settings.connect_options()?;
+        let pool = db::lazy_pool(
+            options,
+            settings.database_max_connections,
+            settings.database_acquire_timeout,
+        );
+        let probe = Arc::new(SimulatedProbe::new(settings.probe_delay));
+        Self::with_parts(settings, pool, probe).await
+    }
+
+    /// Builds the service on a given pool and probe (tests bring their own).
+    pub async fn with_parts(
+        settings: &Settings,
+        pool: MySqlPool,
+        probe: Arc<dyn Probe>,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let admin = settings.admin_token()?.map(|t| TokenDigest::of(t.expose()));
+        if admin.is_none() {
+            tracing::info!("no ADMIN_TOKEN_FILE: the API is read-only");
+        }
+        let mut registry = Registry::with_prefix("hardware");
+        let engine = Engine::new(
+            probe,
+            EngineSettings {
+                ttl: settings.availability_ttl,
+                probe_timeout: settings.probe_timeout,
+                concurrency: settings.probe_concurrency,
+            },
+            &mut registry,
+        );
+        let http_metrics = ops::metrics::HttpMetrics::register(&mut registry);
+        let inventory = Inventory::new(pool.clone(), engine.clone());
+        let state = AppState {
+            pool,
+            engine,
+            inventory,
+            admin,
+            max_wait: settings.availability_max_wait,
+            registry: Arc::new(registry),
+            migrated: Arc::new(AtomicBool::new(false)),
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("HARDWARE_LISTEN: cannot listen on {}", settings.listen))?;
+        let router = api::router(state.clone(), http_metrics, &settings.instance());
+        Ok(Self {
+            listener,
+            router,
+            state,
+            inventory_refresh: settings.inventory_refresh,
+            migrate_on_start: settings.migrate_on_start,
+        })
+    }
+
+    /// The address actually bound (tests listen on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The engine, for tests and benchmarks that inspect it.
+    pub fn engine(&self) -> Engine {
+        self.state.engine.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests and
+    /// stops the background loops.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stop = CancellationToken::new();
+        if self.migrate_on_start {
+            tokio::spawn(migrate_until_done(
+                self.state.pool.clone(),
+                Arc::clone(&self.state.migrated),
+                stop.clone(),
+            ));
+        }
+        tokio::spawn(
+            self.state
+                .engine
+                .clone()
+                .run(stop.clone().cancelled_owned()),
+        );
+        tokio::spawn(
+            self.state
+                .inventory
+                .clone()
+                .run(self.inventory_refresh, stop.clone().cancelled_owned()),
+        );
+        tracing::info!(addr = %self.local_addr(), "hardware listening");
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+            // Small JSON answers: send them now rather than wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+        });
+        let served = axum::serve(listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        stop.cancel();
+        tracing::info!("hardware stopped");
+        served.context("serving HTTP")
+    }
+}
+
+/// Applies migrations at start-up, retrying while the database is not up yet.
+async fn migrate_until_done(pool: MySqlPool, migrated: Arc<AtomicBool>, stop: CancellationToken) {
+    loop {
+        match db::MIGRATOR.run(&pool).await {
+            Ok(()) => {
+                migrated.store(true, Ordering::Relaxed);
+                tracing::info!("database migrations applied");
+                return;
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot apply migrations yet; retrying"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// `hardware migrate`: applies pending migrations once and returns.
+///
+/// Safe when several run at once: sqlx holds a database lock while migrating.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let options = settings.connect_options()?;
+    let pool = db::lazy_pool(options, 1, Duration::from_secs(30));
+    db::MIGRATOR
+        .run(&pool)
+        .await
+        .context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! `hardware`: a thin binary over the library — parse settings, start logging, run.
+
+use clap::Parser;
+use hardware::config::{Cli, Command};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ops::telemetry::init(cli.settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.settings).await,
+        Command::Migrate => hardware::migrate(&cli.settings).await.map(|()| {
+            tracing::info!("database migrations applied");
+        }),
+        Command::Healthcheck => {
+            let target = ops::healthcheck::local_target(cli.settings.listen);
+            ops::healthcheck::check(target, "/healthz", Duration::from_secs(3))
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole cause chain on one line.
+            eprintln!("hardware: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: &hardware::config::Settings) -> anyhow::Result<()> {
+    let app = hardware::Application::build(settings).await?;
+    app.run_until(ops::shutdown::signal()).await
+}

@@ -1,0 +1,17 @@
+//! Operational plumbing shared by the two services.
+//!
+//! # Layout
+//! - [`telemetry`]: `tracing` subscriber set-up, JSON in containers, text on a terminal.
+//! - [`http`]: the middleware stack every router gets: request id, trace span, `x-served-by`.
+//! - [`metrics`]: per-route request counters and latency histograms in Prometheus format.
+//! - [`shutdown`]: resolves on Ctrl-C or SIGTERM, for graceful drain.
+//! - [`healthcheck`]: the client behind `hardware healthcheck` / `portal healthcheck`, used by
+//!   exec-form container healthchecks in images that have no shell or curl.
+//! - [`instance`]: the name a process answers with in `x-served-by`.
+
+pub mod healthcheck;
+pub mod http;
+pub mod instance;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,148 @@
+//! The wire contract between the `hardware` service and the `portal`.
+//!
+//! Both services depend on this crate, so a portal test deserializes exactly
+//! what hardware serializes. The JSON shapes here are a public contract (see
+//! DESIGN.md): the list endpoint answers a bare JSON array of [`Item`] so that
+//! clients of the original Flask service keep working.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Header naming the instance that produced a response (its hostname by default).
+pub const SERVED_BY: &str = "x-served-by";
+/// Header carrying the request id, generated at the edge and forwarded downstream.
+pub const REQUEST_ID: &str = "x-request-id";
+/// Header with the number of items matching a filtered, paginated list request.
+pub const TOTAL_COUNT: &str = "x-total-count";
+/// Media type of every error body (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// How available an item is, as reported by the slow availability process.
+///
+/// `Unknown` means the value has never been computed (yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Availability {
+    High,
+    Medium,
+    Low,
+    Unknown,
+}
+
+impl Availability {
+    /// Every level, in display order.
+    pub const ALL: [Availability; 4] = [Self::High, Self::Medium, Self::Low, Self::Unknown];
+
+    /// The wire spelling (`HIGH`, `MEDIUM`, `LOW`, `UNKNOWN`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "HIGH",
+            Self::Medium => "MEDIUM",
+            Self::Low => "LOW",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for Availability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error returned when a string is not an availability level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseAvailabilityError;
+
+impl fmt::Display for ParseAvailabilityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("expected one of HIGH, MEDIUM, LOW, UNKNOWN")
+    }
+}
+
+impl std::error::Error for ParseAvailabilityError {}
+
+impl FromStr for Availability {
+    type Err = ParseAvailabilityError;
+
+    /// Case-insensitive, so `?availability=high` works in a browser's address bar.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|level| level.as_str().eq_ignore_ascii_case(s))
+            .ok_or(ParseAvailabilityError)
+    }
+}
+
+/// One piece of hardware with its availability, as listed by `GET /hardware/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub id: u64,
+    pub provider: String,
+    pub name: String,
+    pub availability: Availability,
+    /// When `availability` was computed; `None` while it never was.
+    pub checked_at: Option<DateTime<Utc>>,
+}
+
+/// The body of `POST /hardware/` and `PUT /hardware/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemInput {
+    pub provider: String,
+    pub name: String,
+}
+
+/// An RFC 9457 problem body: every error either service answers in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// A URI reference naming the problem type (`about:blank` when generic).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_serializes_to_the_seed_compatible_shape() {
+        let item = Item {
+            id: 1,
+            provider: "Amazon".into(),
+            name: "c5".into(),
+            availability: Availability::High,
+            checked_at: None,
+        };
+        let json = serde_json::to_value(&item).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({"id": 1, "provider": "Amazon", "name": "c5",
+                               "availability": "HIGH", "checked_at": null})
+        );
+    }
+
+    #[test]
+    fn availability_parses_case_insensitively_and_rejects_others() {
+        assert_eq!("medium".parse(), Ok(Availability::Medium));
+        assert_eq!("UNKNOWN".parse(), Ok(Availability::Unknown));
+        assert_eq!("average".parse::<Availability>(), Err(ParseAvailabilityError));
+    }
+
+    #[test]
+    fn a_problem_uses_type_as_its_field_name() {
+        let problem = Problem {
+            kind: "about:blank".into(),
+            title: "Not Found".into(),
+            status: 404,
+            detail: "no hardware with id 7".into(),
+        };
+        let json = serde_json::to_value(&problem).expect("serializes");
+        assert_eq!(json["type"], "about:blank");
+    }
+}
