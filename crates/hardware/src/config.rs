@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// The private hardware service.
 #[derive(Debug, Parser)]
-#[command(name = "hardware", version, about, long_about = None)]
+#[command(name = "hardware", version, about, long_about = None, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -148,14 +148,25 @@ impl Settings {
     /// Checks the settings that do not concern the database.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
-            ("AVAILABILITY_TTL (--availability-ttl)", self.availability_ttl),
+            (
+                "AVAILABILITY_TTL (--availability-ttl)",
+                self.availability_ttl,
+            ),
             ("PROBE_TIMEOUT (--probe-timeout)", self.probe_timeout),
-            ("INVENTORY_REFRESH (--inventory-refresh)", self.inventory_refresh),
-            ("DATABASE_ACQUIRE_TIMEOUT (--database-acquire-timeout)", self.database_acquire_timeout),
+            (
+                "INVENTORY_REFRESH (--inventory-refresh)",
+                self.inventory_refresh,
+            ),
+            (
+                "DATABASE_ACQUIRE_TIMEOUT (--database-acquire-timeout)",
+                self.database_acquire_timeout,
+            ),
         ];
         for (name, value) in positive {
             if value.is_zero() {
-                return Err(ConfigError::Invalid(format!("{name} must be greater than zero")));
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be greater than zero"
+                )));
             }
         }
         if self.probe_concurrency == 0 {
@@ -208,7 +219,9 @@ impl Settings {
 
     /// The name this instance answers with in `x-served-by`.
     pub fn instance(&self) -> String {
-        self.instance_id.clone().unwrap_or_else(ops::instance::hostname)
+        self.instance_id
+            .clone()
+            .unwrap_or_else(ops::instance::hostname)
     }
 }
 
@@ -262,8 +275,14 @@ mod tests {
     #[test]
     fn an_invalid_url_error_never_echoes_the_password() {
         let settings = parse(&["--database-url", "mysql://u:hunter2@host:notaport/db"]);
-        let err = settings.connect_options().expect_err("must fail").to_string();
-        assert!(err.contains("DATABASE_URL") && !err.contains("hunter2"), "{err}");
+        let err = settings
+            .connect_options()
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("DATABASE_URL") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -284,7 +303,9 @@ mod tests {
 
     #[test]
     fn zero_ttl_is_rejected() {
-        let err = parse(&["--availability-ttl", "0s"]).validate().expect_err("must fail");
+        let err = parse(&["--availability-ttl", "0s"])
+            .validate()
+            .expect_err("must fail");
         assert!(err.to_string().contains("AVAILABILITY_TTL"));
     }
 }

@@ -116,6 +116,37 @@ pub async fn delete(pool: &MySqlPool, id: u64) -> sqlx::Result<bool> {
     Ok(done.rows_affected() > 0)
 }
 
+/// Applies pending migrations; safe when several replicas do it at once.
+///
+/// sqlx's own migration lock calls `GET_LOCK(name, -1)`, which MariaDB answers
+/// with NULL at once (a negative timeout is invalid there), so on MariaDB it
+/// locks nothing and concurrent migrators insert the same version twice. We
+/// hold our own named lock, per database, on the connection that migrates.
+pub async fn migrate(pool: &MySqlPool) -> anyhow::Result<()> {
+    const LOCK: &str = "CONCAT('hardware-migrate:', SHA1(DATABASE()))";
+    let mut conn = pool.acquire().await?;
+    loop {
+        // 1 = acquired; 0 = another migrator holds it after 10 s: keep waiting.
+        let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK}, 10)"))
+            .fetch_one(&mut *conn)
+            .await?;
+        match got {
+            Some(1) => break,
+            Some(_) => tracing::info!("another instance is migrating; waiting"),
+            None => anyhow::bail!("the database refused the migration lock"),
+        }
+    }
+    // `run_direct` on the connection itself: `run(&mut conn)` trips the
+    // "Acquire is not general enough" inference issue inside spawned tasks.
+    let result = MIGRATOR.run_direct(&mut *conn).await;
+    let released = sqlx::query(&format!("SELECT RELEASE_LOCK({LOCK})"))
+        .execute(&mut *conn)
+        .await;
+    result?;
+    released?;
+    Ok(())
+}
+
 /// Whether every embedded migration has been applied successfully.
 pub async fn migrations_applied(pool: &MySqlPool) -> sqlx::Result<bool> {
     // Runtime query: the bookkeeping table is sqlx's, not part of our schema.

@@ -162,7 +162,7 @@ impl Application {
 /// Applies migrations at start-up, retrying while the database is not up yet.
 async fn migrate_until_done(pool: MySqlPool, migrated: Arc<AtomicBool>, stop: CancellationToken) {
     loop {
-        match db::MIGRATOR.run(&pool).await {
+        match db::migrate(&pool).await {
             Ok(()) => {
                 migrated.store(true, Ordering::Relaxed);
                 tracing::info!("database migrations applied");
@@ -179,14 +179,11 @@ async fn migrate_until_done(pool: MySqlPool, migrated: Arc<AtomicBool>, stop: Ca
 
 /// `hardware migrate`: applies pending migrations once and returns.
 ///
-/// Safe when several run at once: sqlx holds a database lock while migrating.
+/// Safe when several run at once: see [`db::migrate`].
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let options = settings.connect_options()?;
     let pool = db::lazy_pool(options, 1, Duration::from_secs(30));
-    db::MIGRATOR
-        .run(&pool)
-        .await
-        .context("applying migrations")?;
+    db::migrate(&pool).await.context("applying migrations")?;
     pool.close().await;
     Ok(())
 }

@@ -98,7 +98,11 @@ mod tests {
     #[tokio::test]
     async fn a_2xx_answer_is_healthy() {
         let addr = one_shot_server("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-        assert!(check(addr, "/healthz", Duration::from_secs(2)).await.is_ok());
+        assert!(
+            check(addr, "/healthz", Duration::from_secs(2))
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

@@ -131,7 +131,10 @@ mod tests {
     fn availability_parses_case_insensitively_and_rejects_others() {
         assert_eq!("medium".parse(), Ok(Availability::Medium));
         assert_eq!("UNKNOWN".parse(), Ok(Availability::Unknown));
-        assert_eq!("average".parse::<Availability>(), Err(ParseAvailabilityError));
+        assert_eq!(
+            "average".parse::<Availability>(),
+            Err(ParseAvailabilityError)
+        );
     }
 
     #[test]

@@ -66,7 +66,9 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => {
                 tracing::warn!(error = %err, "database unavailable");
-                Self::Unavailable("the database is unavailable; nothing was changed, try again".into())
+                Self::Unavailable(
+                    "the database is unavailable; nothing was changed, try again".into(),
+                )
             }
             _ => Self::Internal(err.into()),
         }

@@ -31,7 +31,9 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         state.migrated.store(true, Ordering::Relaxed);
     }
     if state.inventory.snapshot().is_none() {
-        return Err(ApiError::Unavailable("the inventory is not loaded yet".into()));
+        return Err(ApiError::Unavailable(
+            "the inventory is not loaded yet".into(),
+        ));
     }
     Ok(Json(json!({"status": "ready"})))
 }

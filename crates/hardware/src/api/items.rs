@@ -57,7 +57,9 @@ pub async fn list(
 
     let page = |items: usize| {
         let start = query.offset.min(items);
-        let end = query.limit.map_or(items, |limit| start.saturating_add(limit).min(items));
+        let end = query
+            .limit
+            .map_or(items, |limit| start.saturating_add(limit).min(items));
         start..end
     };
     // Wait (bounded) for values never computed. Without an availability filter
@@ -75,22 +77,35 @@ pub async fn list(
         state.engine.wait_for(&waited, wait).await;
     }
 
-    let readings = state.engine.readings(matching.iter().map(|record| record.id));
+    let readings = state
+        .engine
+        .readings(matching.iter().map(|record| record.id));
     let items: Vec<Item> = matching
         .iter()
         .zip(readings)
         .map(|(record, reading)| item(record, reading))
-        .filter(|item| query.availability.is_none_or(|level| item.availability == level))
+        .filter(|item| {
+            query
+                .availability
+                .is_none_or(|level| item.availability == level)
+        })
         .collect();
     let total = items.len();
     let range = page(total);
     let next_offset = range.end;
-    let body: Vec<Item> = items.into_iter().skip(range.start).take(range.len()).collect();
+    let body: Vec<Item> = items
+        .into_iter()
+        .skip(range.start)
+        .take(range.len())
+        .collect();
 
     let mut headers = HeaderMap::new();
     headers.insert(wire::TOTAL_COUNT, HeaderValue::from(total));
     if query.limit.is_some() && next_offset < total {
-        let link = format!("</hardware/?{}>; rel=\"next\"", query.with_offset(next_offset));
+        let link = format!(
+            "</hardware/?{}>; rel=\"next\"",
+            query.with_offset(next_offset)
+        );
         if let Ok(value) = HeaderValue::from_str(&link) {
             headers.insert(header::LINK, value);
         }

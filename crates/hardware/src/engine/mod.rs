@@ -94,7 +94,9 @@ impl State {
     fn take_due(&mut self, now: Instant, limit: usize) -> Vec<Arc<Target>> {
         let mut taken = Vec::new();
         while taken.len() < limit {
-            let Some(&(due, id)) = self.queue.first() else { break };
+            let Some(&(due, id)) = self.queue.first() else {
+                break;
+            };
             if due > now {
                 break;
             }
@@ -237,15 +239,21 @@ impl Engine {
                 }
             }
             // Whatever is left was not in `targets`: drop it and its queue entry.
-            let gone: Vec<(u64, Option<Instant>)> =
-                state.slots.drain().map(|(id, slot)| (id, slot.due)).collect();
+            let gone: Vec<(u64, Option<Instant>)> = state
+                .slots
+                .drain()
+                .map(|(id, slot)| (id, slot.due))
+                .collect();
             for (id, due) in gone {
                 if let Some(due) = due {
                     state.queue.remove(&(due, id));
                 }
             }
             state.slots = keep;
-            self.inner.metrics.tracked.set(gauge_value(state.slots.len()));
+            self.inner
+                .metrics
+                .tracked
+                .set(gauge_value(state.slots.len()));
         }
         if added {
             self.inner.wake.notify_one();

@@ -82,7 +82,10 @@ async fn a_cached_value_stays_readable_while_its_refresh_is_in_flight() {
     assert_eq!(engine.reading(1), Some(first), "old value served meanwhile");
     tokio::time::sleep(DELAY).await;
     let second = engine.reading(1).expect("still there");
-    assert!(second.checked_at > first.checked_at, "replaced by the refresh");
+    assert!(
+        second.checked_at > first.checked_at,
+        "replaced by the refresh"
+    );
 }
 
 #[tokio::test(start_paused = true)]
