@@ -1,0 +1,132 @@
+//! `cargo xtask <task>`: the project's automation, in Rust, with no dependencies.
+//!
+//! - `test [-- <cargo test args>]`: provision what the tests need (MariaDB,
+//!   Chromium and ChromeDriver), start a throwaway MariaDB on a free loopback
+//!   port, run every test in the workspace, stop what it started.
+//! - `db`: start a throwaway MariaDB and print its `DATABASE_URL`; Ctrl-C stops it.
+//! - `sqlx-prepare`: regenerate `.sqlx/` (compile-time query metadata).
+//!
+//! In CI (`CI=true`) nothing is ever skipped: a missing tool is an error.
+
+mod mariadb;
+mod provision;
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match task {
+        "test" => test(rest),
+        "db" => db(),
+        "sqlx-prepare" => sqlx_prepare(),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown task `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const HELP: &str = "\
+Usage: cargo xtask <task>
+
+Tasks:
+  test [-- ARGS]   provision MariaDB + Chromium, run every test (ARGS go to cargo test)
+  db               start a throwaway MariaDB on loopback and print DATABASE_URL
+  sqlx-prepare     regenerate .sqlx/ after changing a query or a migration
+";
+
+/// Path of the workspace root (xtask lives in crates/xtask).
+pub fn workspace_root() -> std::path::PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+/// Runs `cmd`, failing with its rendering when it exits non-zero.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|err| format!("cannot start {shown}: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed with {status}"))
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false" && value != "0")
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    provision::ensure_mariadb()?;
+    let browser = provision::ensure_browser();
+    match (&browser, in_ci()) {
+        (Ok(()), _) => {}
+        (Err(why), true) => return Err(format!("CI=true and the browser test cannot run: {why}")),
+        (Err(why), false) => eprintln!("xtask: WARNING: {why}; the browser test will fail"),
+    }
+    let db = mariadb::MariaDb::start()?;
+    eprintln!("xtask: throwaway MariaDB on {}", db.display_url());
+    let extra: Vec<&String> = extra.iter().skip_while(|arg| *arg == "--").collect();
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--locked"])
+        .args(extra)
+        .env("DATABASE_URL", db.url())
+        .env("SQLX_OFFLINE", "true");
+    let result = run(&mut cmd);
+    drop(db);
+    result
+}
+
+fn db() -> Result<(), String> {
+    provision::ensure_mariadb()?;
+    let db = mariadb::MariaDb::start()?;
+    println!("DATABASE_URL={}", db.url());
+    eprintln!("xtask: MariaDB is up; press Ctrl-C to stop it and delete its data");
+    db.wait();
+    Ok(())
+}
+
+fn sqlx_prepare() -> Result<(), String> {
+    provision::ensure_mariadb()?;
+    let db = mariadb::MariaDb::start()?;
+    db.apply_schema(&workspace_root().join("sql"))?;
+    let offline_dir = workspace_root().join(".sqlx");
+    if offline_dir.exists() {
+        std::fs::remove_dir_all(&offline_dir).map_err(|err| format!("clearing .sqlx: {err}"))?;
+    }
+    std::fs::create_dir_all(&offline_dir).map_err(|err| format!("creating .sqlx: {err}"))?;
+    // The query macros write their metadata to SQLX_OFFLINE_DIR while they
+    // expand online; cleaning the crates that hold queries makes them expand again.
+    run(cargo().args(["clean", "--package", "hardware"]))?;
+    run(cargo()
+        .args(["check", "--workspace", "--all-targets"])
+        .env("DATABASE_URL", db.url())
+        .env("SQLX_OFFLINE", "false")
+        .env("SQLX_OFFLINE_DIR", &offline_dir))?;
+    eprintln!("xtask: .sqlx/ regenerated; commit it");
+    Ok(())
+}
