@@ -1,0 +1,172 @@
+//! Settings: every one a flag with an environment fallback (`portal --help`).
+
+use clap::{Args, Parser, Subcommand};
+use ops::telemetry::LogFormat;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// The public hardware portal.
+#[derive(Debug, Parser)]
+#[command(name = "portal", version, about, long_about = None, args_override_self = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// What the binary does; `serve` when none is given.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Serve the dashboard (the default).
+    Serve,
+    /// Exit 0 when the local `/healthz` answers 2xx (for exec-form healthchecks).
+    Healthcheck,
+}
+
+/// Every setting of the portal.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Public address to listen on.
+    #[arg(long, env = "PORTAL_LISTEN", default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+
+    /// Private address for `/metrics` and `/healthz` (never publish it).
+    #[arg(long, env = "PORTAL_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// Where the hardware tier lives. Every address the host resolves to is
+    /// used; several URLs may be given, comma-separated.
+    #[arg(long, env = "HARDWARE_URL", default_value = "http://hardware:5001", value_delimiter = ',')]
+    pub hardware_url: Vec<Url>,
+
+    /// Time limit of one call to hardware, connection included.
+    #[arg(long, env = "UPSTREAM_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// Time limit for opening a connection to a hardware replica.
+    #[arg(long, env = "UPSTREAM_CONNECT_TIMEOUT", default_value = "300ms", value_parser = humantime::parse_duration)]
+    pub upstream_connect_timeout: Duration,
+
+    /// How often the hardware host names are resolved again (replicas come and go).
+    #[arg(long, env = "UPSTREAM_RESOLVE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub upstream_resolve_interval: Duration,
+
+    /// How long a failing replica is left out before it is tried again.
+    #[arg(long, env = "UPSTREAM_EJECT_FOR", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub upstream_eject_for: Duration,
+
+    /// How often the inventory is fetched from hardware. Pages are rendered
+    /// from the last fetch, so this bounds how old what they show can be.
+    #[arg(long, env = "REFRESH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub refresh_interval: Duration,
+
+    /// Data older than this is shown with a "stale since" banner.
+    #[arg(long, env = "STALE_AFTER", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub stale_after: Duration,
+
+    /// Rows per page unless the visitor asks otherwise.
+    #[arg(long, env = "PAGE_SIZE", default_value_t = 50)]
+    pub page_size: usize,
+
+    /// PEM certificate chain; with TLS_KEY_FILE, serve HTTPS.
+    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key for TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// Name sent in `x-served-by` (default: the host name).
+    #[arg(long, env = "INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+/// The largest page a visitor may ask for.
+pub const MAX_PAGE_SIZE: usize = 500;
+
+impl Settings {
+    /// Checks what clap cannot; the message names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        for url in &self.hardware_url {
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(format!("HARDWARE_URL (--hardware-url): {url} must be http:// or https://"));
+            }
+            if url.host_str().is_none() {
+                return Err(format!("HARDWARE_URL (--hardware-url): {url} has no host"));
+            }
+        }
+        if self.hardware_url.is_empty() {
+            return Err("HARDWARE_URL (--hardware-url) must name at least one URL".into());
+        }
+        let positive = [
+            ("UPSTREAM_TIMEOUT (--upstream-timeout)", self.upstream_timeout),
+            ("UPSTREAM_CONNECT_TIMEOUT (--upstream-connect-timeout)", self.upstream_connect_timeout),
+            ("UPSTREAM_RESOLVE_INTERVAL (--upstream-resolve-interval)", self.upstream_resolve_interval),
+            ("REFRESH_INTERVAL (--refresh-interval)", self.refresh_interval),
+            ("STALE_AFTER (--stale-after)", self.stale_after),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                return Err(format!("{name} must be greater than zero"));
+            }
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(format!("PAGE_SIZE (--page-size) must be from 1 to {MAX_PAGE_SIZE}"));
+        }
+        if self.admin_listen == self.listen {
+            return Err("PORTAL_ADMIN_LISTEN must differ from PORTAL_LISTEN: metrics are never public".into());
+        }
+        Ok(())
+    }
+
+    /// The name this instance answers with in `x-served-by`.
+    pub fn instance(&self) -> String {
+        self.instance_id.clone().unwrap_or_else(ops::instance::hostname)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, String> {
+        let mut argv = vec!["portal"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv)
+            .map(|cli| cli.settings)
+            .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let settings = parse(&[]).expect("defaults parse");
+        assert_eq!(settings.listen.port(), 5000);
+        assert_eq!(settings.hardware_url[0].as_str(), "http://hardware:5001/");
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn several_hardware_urls_may_be_given() {
+        let settings = parse(&["--hardware-url", "http://a:1,http://b:2"]).expect("parses");
+        assert_eq!(settings.hardware_url.len(), 2);
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let err = parse(&["--hardware-url", "not a url"]).expect_err("invalid");
+        assert!(err.contains("--hardware-url"), "{err}");
+        let err = parse(&["--hardware-url", "ftp://x"]).expect("parses").validate().expect_err("invalid");
+        assert!(err.contains("HARDWARE_URL"), "{err}");
+        let err = parse(&["--page-size", "0"]).expect("parses").validate().expect_err("invalid");
+        assert!(err.contains("PAGE_SIZE"), "{err}");
+        let err = parse(&["--tls-cert-file", "/x"]).expect_err("needs the key too");
+        assert!(err.contains("tls-key-file"), "{err}");
+    }
+}

@@ -1,0 +1,219 @@
+//! `GET /`: the dashboard page.
+
+use super::view::{Filters, RawFilters, SortKey, age, iso, level_class, level_label};
+use super::{PageError, WebState};
+use crate::catalog::{Data, Entry};
+use askama::Template;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Utc;
+use std::collections::BTreeSet;
+use wire::Availability;
+
+pub struct Row<'a> {
+    id: u64,
+    provider: &'a str,
+    name: &'a str,
+    level: &'static str,
+    class: &'static str,
+    pending: bool,
+    checked_iso: String,
+    age: String,
+}
+
+pub struct Count {
+    level: &'static str,
+    label: &'static str,
+    class: &'static str,
+    n: usize,
+    href: String,
+    active: bool,
+}
+
+pub struct Choice {
+    value: String,
+    label: &'static str,
+    selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard<'a> {
+    version: u64,
+    stale: bool,
+    stale_since: String,
+    counts: Vec<Count>,
+    filter: &'a Filters,
+    providers: Vec<Choice>,
+    levels: Vec<Choice>,
+    sorts: Vec<Choice>,
+    descending: bool,
+    live_text: String,
+    caption: String,
+    rows: Vec<Row<'a>>,
+    page: usize,
+    pages: usize,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+    fetched_iso: String,
+    fetched_age: String,
+    upstream: &'a str,
+    instance: &'a str,
+}
+
+pub async fn page(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    query: Result<Query<RawFilters>, QueryRejection>,
+) -> Result<Response, PageError> {
+    let Query(raw) = query.map_err(|_| {
+        PageError::BadRequest("The address has a malformed query string.".into())
+    })?;
+    let filters = Filters::parse(raw, state.page_size)?;
+    let request_id = headers
+        .get(wire::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    state.catalog.ensure_loaded(&request_id).await;
+    let view = state.catalog.view();
+    let Some(data) = view.data.as_deref() else {
+        return Err(PageError::Unavailable);
+    };
+    let now = Utc::now();
+    let stale = view.is_stale(state.stale_after, now);
+    let html = render(&state, data, &filters, stale, now)?;
+    let mut response = Html(html).into_response();
+    // The page is a view of live data: never cache it.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn render(
+    state: &WebState,
+    data: &Data,
+    filters: &Filters,
+    stale: bool,
+    now: chrono::DateTime<Utc>,
+) -> Result<String, PageError> {
+    let mut matching: Vec<&Entry> = data.entries.iter().filter(|e| filters.admits(e)).collect();
+    filters.sort(&mut matching);
+    let pages = matching.len().div_ceil(filters.per_page).max(1);
+    let page = filters.page.min(pages);
+    let start = (page - 1) * filters.per_page;
+    let rows: Vec<Row<'_>> = matching
+        .iter()
+        .skip(start)
+        .take(filters.per_page)
+        .map(|entry| {
+            let item = &entry.item;
+            Row {
+                id: item.id,
+                provider: &item.provider,
+                name: &item.name,
+                level: item.availability.as_str(),
+                class: level_class(item.availability),
+                pending: item.availability == Availability::Unknown,
+                checked_iso: iso(item.checked_at),
+                age: age(item.checked_at, now),
+            }
+        })
+        .collect();
+
+    let counts_by_level = data.counts();
+    let counts = Availability::ALL
+        .into_iter()
+        .map(|level| {
+            let active = filters.level == Some(level);
+            Count {
+                level: level.as_str(),
+                label: level_label(level),
+                class: level_class(level),
+                n: counts_by_level.get(&level).copied().unwrap_or(0),
+                // Clicking the active level clears it.
+                href: filters.href(Some((!active).then_some(level)), Some(1)),
+                active,
+            }
+        })
+        .collect();
+    let providers: BTreeSet<&str> = data.entries.iter().map(|e| e.item.provider.as_str()).collect();
+    let providers = providers
+        .into_iter()
+        .map(|provider| Choice {
+            selected: provider.eq_ignore_ascii_case(&filters.provider),
+            value: provider.to_owned(),
+            label: "",
+        })
+        .collect();
+    let levels = Availability::ALL
+        .into_iter()
+        .map(|level| Choice {
+            value: level.as_str().to_owned(),
+            label: level_label(level),
+            selected: filters.level == Some(level),
+        })
+        .collect();
+    let sorts = SortKey::ALL
+        .iter()
+        .map(|(key, value, label)| Choice {
+            value: (*value).to_owned(),
+            label,
+            selected: filters.sort == *key,
+        })
+        .collect();
+    let pending = data
+        .entries
+        .iter()
+        .filter(|e| e.item.availability == Availability::Unknown)
+        .count();
+    let live_text = match pending {
+        0 => String::new(),
+        1 => "1 value is still being computed.".to_owned(),
+        n => format!("{n} values are still being computed."),
+    };
+    let shown = rows.len();
+    let caption = if matching.len() == data.entries.len() {
+        format!("{shown} of {} items", data.entries.len())
+    } else {
+        format!(
+            "{shown} of {} matching items ({} in all)",
+            matching.len(),
+            data.entries.len()
+        )
+    };
+    let stale_since = format!(
+        "{} ({})",
+        data.fetched_at.format("%H:%M:%S UTC"),
+        age(Some(data.fetched_at), now)
+    );
+    let page_view = Dashboard {
+        version: data.version,
+        stale,
+        stale_since,
+        counts,
+        filter: filters,
+        providers,
+        levels,
+        sorts,
+        descending: filters.descending,
+        live_text,
+        caption,
+        rows,
+        page,
+        pages,
+        prev_href: (page > 1).then(|| filters.href(None, Some(page - 1))),
+        next_href: (page < pages).then(|| filters.href(None, Some(page + 1))),
+        fetched_iso: iso(Some(data.fetched_at)),
+        fetched_age: age(Some(data.fetched_at), now),
+        upstream: &data.served_by,
+        instance: &state.instance,
+    };
+    page_view.render().map_err(|err| {
+        tracing::error!(error = %err, "dashboard template failed");
+        PageError::Unavailable
+    })
+}

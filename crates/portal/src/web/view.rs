@@ -1,0 +1,324 @@
+//! Turning the catalog into what a page shows: filters, sorting, paging, wording.
+//!
+//! Pure functions over data, so they are unit-tested without HTTP.
+
+use super::PageError;
+use crate::catalog::Entry;
+use crate::config::MAX_PAGE_SIZE;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use wire::Availability;
+
+/// The dashboard's query parameters, as sent.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFilters {
+    pub provider: Option<String>,
+    pub level: Option<String>,
+    pub q: Option<String>,
+    pub sort: Option<String>,
+    pub order: Option<String>,
+    pub page: Option<String>,
+    pub per_page: Option<String>,
+}
+
+/// What can be sorted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    Provider,
+    Name,
+    Availability,
+    Checked,
+}
+
+impl SortKey {
+    pub const ALL: [(SortKey, &'static str, &'static str); 5] = [
+        (Self::Id, "id", "Date added"),
+        (Self::Provider, "provider", "Provider"),
+        (Self::Name, "name", "Name"),
+        (Self::Availability, "availability", "Availability"),
+        (Self::Checked, "checked", "Last checked"),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(key, _, _)| *key == self)
+            .map_or("id", |(_, value, _)| value)
+    }
+}
+
+/// The parameters, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filters {
+    pub provider: String,
+    pub level: Option<Availability>,
+    pub q: String,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub page: usize,
+    pub per_page: usize,
+    default_per_page: usize,
+}
+
+const MAX_TEXT: usize = 128;
+
+fn text(name: &str, value: Option<String>) -> Result<String, PageError> {
+    let value = value.unwrap_or_default();
+    if value.chars().count() > MAX_TEXT {
+        return Err(PageError::BadRequest(format!(
+            "The {name} filter is longer than {MAX_TEXT} characters."
+        )));
+    }
+    Ok(value.trim().to_owned())
+}
+
+fn number(name: &str, value: Option<String>, range: std::ops::RangeInclusive<usize>) -> Result<Option<usize>, PageError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(PageError::BadRequest(format!(
+                "{name} must be a whole number from {} to {}.",
+                range.start(),
+                range.end()
+            ))),
+        },
+    }
+}
+
+impl Filters {
+    pub fn parse(raw: RawFilters, default_per_page: usize) -> Result<Self, PageError> {
+        let level = match raw.level.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(text.parse::<Availability>().map_err(|_| {
+                PageError::BadRequest("The availability filter must be HIGH, MEDIUM, LOW or UNKNOWN.".into())
+            })?),
+        };
+        let sort = match raw.sort.as_deref().map(str::trim) {
+            None | Some("") => SortKey::Id,
+            Some(text) => SortKey::ALL
+                .iter()
+                .find(|(_, value, _)| *value == text)
+                .map(|(key, _, _)| *key)
+                .ok_or_else(|| {
+                    PageError::BadRequest(
+                        "Sort must be one of id, provider, name, availability or checked.".into(),
+                    )
+                })?,
+        };
+        let descending = match raw.order.as_deref().map(str::trim) {
+            None | Some("") | Some("asc") => false,
+            Some("desc") => true,
+            Some(_) => return Err(PageError::BadRequest("Order must be asc or desc.".into())),
+        };
+        Ok(Self {
+            provider: text("provider", raw.provider)?,
+            level,
+            q: text("name", raw.q)?,
+            sort,
+            descending,
+            page: number("The page", raw.page, 1..=1_000_000)?.unwrap_or(1),
+            per_page: number("Rows per page", raw.per_page, 1..=MAX_PAGE_SIZE)?
+                .unwrap_or(default_per_page),
+            default_per_page,
+        })
+    }
+
+    /// Whether `entry` passes the filters.
+    pub fn admits(&self, entry: &Entry) -> bool {
+        let item = &entry.item;
+        (self.provider.is_empty() || item.provider.eq_ignore_ascii_case(&self.provider))
+            && self.level.is_none_or(|level| item.availability == level)
+            && (self.q.is_empty() || item.name.to_lowercase().contains(&self.q.to_lowercase()))
+    }
+
+    /// Sorts `entries` in place; ties keep id order, so paging is stable.
+    pub fn sort(&self, entries: &mut [&Entry]) {
+        entries.sort_by(|a, b| {
+            let (a, b) = (&a.item, &b.item);
+            let primary = match self.sort {
+                SortKey::Id => std::cmp::Ordering::Equal,
+                SortKey::Provider => a.provider.to_lowercase().cmp(&b.provider.to_lowercase()),
+                SortKey::Name => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+                // HIGH < MEDIUM < LOW < UNKNOWN in the enum: "best first" ascending.
+                SortKey::Availability => a.availability.cmp(&b.availability),
+                SortKey::Checked => a.checked_at.cmp(&b.checked_at),
+            };
+            let ordered = primary.then(a.id.cmp(&b.id));
+            if self.descending { ordered.reverse() } else { ordered }
+        });
+    }
+
+    /// A link to this view with other values for some parameters.
+    pub fn href(&self, level: Option<Option<Availability>>, page: Option<usize>) -> String {
+        let level = level.unwrap_or(self.level);
+        let page = page.unwrap_or(self.page);
+        let mut pairs: Vec<(&str, String)> = Vec::new();
+        if !self.q.is_empty() {
+            pairs.push(("q", self.q.clone()));
+        }
+        if !self.provider.is_empty() {
+            pairs.push(("provider", self.provider.clone()));
+        }
+        if let Some(level) = level {
+            pairs.push(("level", level.as_str().to_owned()));
+        }
+        if self.sort != SortKey::Id {
+            pairs.push(("sort", self.sort.as_str().to_owned()));
+        }
+        if self.descending {
+            pairs.push(("order", "desc".to_owned()));
+        }
+        if self.per_page != self.default_per_page {
+            pairs.push(("per_page", self.per_page.to_string()));
+        }
+        if page > 1 {
+            pairs.push(("page", page.to_string()));
+        }
+        if pairs.is_empty() {
+            return "/".to_owned();
+        }
+        let query: Vec<String> = pairs
+            .into_iter()
+            .map(|(key, value)| format!("{key}={}", url_encode(&value)))
+            .collect();
+        format!("/?{}", query.join("&"))
+    }
+}
+
+fn url_encode(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// CSS class of a level.
+pub fn level_class(level: Availability) -> &'static str {
+    match level {
+        Availability::High => "high",
+        Availability::Medium => "medium",
+        Availability::Low => "low",
+        Availability::Unknown => "unknown",
+    }
+}
+
+/// Label of a level in the counts.
+pub fn level_label(level: Availability) -> &'static str {
+    match level {
+        Availability::High => "High",
+        Availability::Medium => "Medium",
+        Availability::Low => "Low",
+        Availability::Unknown => "Pending",
+    }
+}
+
+/// "just now", "12 s ago", "3 min ago", "2 h ago"; "not yet" for never.
+pub fn age(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    let Some(at) = at else {
+        return "not yet".to_owned();
+    };
+    let seconds = (now - at).num_seconds().max(0);
+    match seconds {
+        0..=1 => "just now".to_owned(),
+        2..=59 => format!("{seconds} s ago"),
+        60..=3599 => format!("{} min ago", seconds / 60),
+        _ => format!("{} h ago", seconds / 3600),
+    }
+}
+
+/// RFC 3339 with seconds, for `<time datetime>`; empty for never.
+pub fn iso(at: Option<DateTime<Utc>>) -> String {
+    at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::Item;
+
+    fn entry(id: u64, provider: &str, name: &str, level: Availability) -> Entry {
+        Entry {
+            item: Item {
+                id,
+                provider: provider.into(),
+                name: name.into(),
+                availability: level,
+                checked_at: None,
+            },
+            changed_in: 1,
+        }
+    }
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<Filters, PageError> {
+        let mut raw = RawFilters::default();
+        for (key, value) in pairs {
+            let value = Some((*value).to_owned());
+            match *key {
+                "provider" => raw.provider = value,
+                "level" => raw.level = value,
+                "q" => raw.q = value,
+                "sort" => raw.sort = value,
+                "order" => raw.order = value,
+                "page" => raw.page = value,
+                "per_page" => raw.per_page = value,
+                _ => {}
+            }
+        }
+        Filters::parse(raw, 50)
+    }
+
+    #[test]
+    fn filters_combine() {
+        let filters = parse(&[("provider", "amazon"), ("level", "high"), ("q", "C5")]).expect("valid");
+        assert!(filters.admits(&entry(1, "Amazon", "c5.large", Availability::High)));
+        assert!(!filters.admits(&entry(2, "Azure", "c5", Availability::High)));
+        assert!(!filters.admits(&entry(3, "Amazon", "c5", Availability::Low)));
+        assert!(!filters.admits(&entry(4, "Amazon", "m5", Availability::High)));
+    }
+
+    #[test]
+    fn invalid_parameters_are_explained() {
+        for pairs in [
+            vec![("level", "sometimes")],
+            vec![("sort", "price")],
+            vec![("order", "up")],
+            vec![("page", "0")],
+            vec![("page", "x")],
+            vec![("per_page", "100000")],
+        ] {
+            assert!(matches!(parse(&pairs), Err(PageError::BadRequest(_))), "{pairs:?}");
+        }
+        let long = "x".repeat(200);
+        assert!(parse(&[("q", &long)]).is_err());
+    }
+
+    #[test]
+    fn sorting_is_stable_and_reversible() {
+        let items = [
+            entry(1, "b", "x", Availability::Low),
+            entry(2, "a", "y", Availability::High),
+            entry(3, "a", "z", Availability::Unknown),
+        ];
+        let mut refs: Vec<&Entry> = items.iter().collect();
+        parse(&[("sort", "provider")]).expect("valid").sort(&mut refs);
+        assert_eq!(refs.iter().map(|e| e.item.id).collect::<Vec<_>>(), [2, 3, 1]);
+        parse(&[("sort", "availability"), ("order", "desc")]).expect("valid").sort(&mut refs);
+        assert_eq!(refs.iter().map(|e| e.item.id).collect::<Vec<_>>(), [3, 1, 2]);
+    }
+
+    #[test]
+    fn links_keep_the_filters_and_encode_them() {
+        let filters = parse(&[("q", "a&b <c>"), ("sort", "name")]).expect("valid");
+        assert_eq!(filters.href(None, Some(2)), "/?q=a%26b+%3Cc%3E&sort=name&page=2");
+        assert_eq!(parse(&[]).expect("valid").href(None, None), "/");
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        let now = Utc::now();
+        assert_eq!(age(None, now), "not yet");
+        assert_eq!(age(Some(now), now), "just now");
+        assert_eq!(age(Some(now - chrono::Duration::seconds(12)), now), "12 s ago");
+        assert_eq!(age(Some(now - chrono::Duration::seconds(190)), now), "3 min ago");
+    }
+}
