@@ -46,6 +46,7 @@ pub struct Application {
     state: AppState,
     inventory_refresh: Duration,
     migrate_on_start: bool,
+    connections: prometheus_client::metrics::counter::Counter<u64>,
 }
 
 impl Application {
@@ -84,6 +85,12 @@ impl Application {
             &mut registry,
         );
         let http_metrics = ops::metrics::HttpMetrics::register(&mut registry);
+        let connections = prometheus_client::metrics::counter::Counter::<u64>::default();
+        registry.register(
+            "http_connections_accepted",
+            "TCP connections accepted (clients that reuse connections keep this low)",
+            connections.clone(),
+        );
         let inventory = Inventory::new(pool.clone(), engine.clone());
         let state = AppState {
             pool,
@@ -104,6 +111,7 @@ impl Application {
             state,
             inventory_refresh: settings.inventory_refresh,
             migrate_on_start: settings.migrate_on_start,
+            connections,
         })
     }
 
@@ -146,7 +154,9 @@ impl Application {
                 .run(self.inventory_refresh, stop.clone().cancelled_owned()),
         );
         tracing::info!(addr = %self.local_addr(), "hardware listening");
-        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp| {
+        let connections = self.connections;
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, move |tcp| {
+            connections.inc();
             // Small JSON answers: send them now rather than wait for Nagle.
             let _ = tcp.set_nodelay(true);
         });

@@ -222,7 +222,11 @@ mod tests {
     #[test]
     fn merge_keeps_the_version_of_unchanged_items() {
         let first = Data {
-            entries: merge(None, vec![item(1, Availability::Unknown), item(2, Availability::Low)], 1),
+            entries: merge(
+                None,
+                vec![item(1, Availability::Unknown), item(2, Availability::Low)],
+                1,
+            ),
             fetched_at: Utc::now(),
             version: 1,
             served_by: "a".into(),
@@ -245,10 +249,16 @@ mod tests {
             version: 1,
             served_by: "a".into(),
         });
-        let old = View { data: Some(Arc::clone(&data)), failing_since: None };
+        let old = View {
+            data: Some(Arc::clone(&data)),
+            failing_since: None,
+        };
         assert!(old.is_stale(Duration::from_secs(5), now));
         assert!(!old.is_stale(Duration::from_secs(60), now));
-        let failing = View { data: Some(data), failing_since: Some(now) };
+        let failing = View {
+            data: Some(data),
+            failing_since: Some(now),
+        };
         assert!(failing.is_stale(Duration::from_secs(60), now));
     }
 }

@@ -39,7 +39,12 @@ pub struct Settings {
 
     /// Where the hardware tier lives. Every address the host resolves to is
     /// used; several URLs may be given, comma-separated.
-    #[arg(long, env = "HARDWARE_URL", default_value = "http://hardware:5001", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "HARDWARE_URL",
+        default_value = "http://hardware:5001",
+        value_delimiter = ','
+    )]
     pub hardware_url: Vec<Url>,
 
     /// Time limit of one call to hardware, connection included.
@@ -96,7 +101,9 @@ impl Settings {
     pub fn validate(&self) -> Result<(), String> {
         for url in &self.hardware_url {
             if url.scheme() != "http" && url.scheme() != "https" {
-                return Err(format!("HARDWARE_URL (--hardware-url): {url} must be http:// or https://"));
+                return Err(format!(
+                    "HARDWARE_URL (--hardware-url): {url} must be http:// or https://"
+                ));
             }
             if url.host_str().is_none() {
                 return Err(format!("HARDWARE_URL (--hardware-url): {url} has no host"));
@@ -106,10 +113,22 @@ impl Settings {
             return Err("HARDWARE_URL (--hardware-url) must name at least one URL".into());
         }
         let positive = [
-            ("UPSTREAM_TIMEOUT (--upstream-timeout)", self.upstream_timeout),
-            ("UPSTREAM_CONNECT_TIMEOUT (--upstream-connect-timeout)", self.upstream_connect_timeout),
-            ("UPSTREAM_RESOLVE_INTERVAL (--upstream-resolve-interval)", self.upstream_resolve_interval),
-            ("REFRESH_INTERVAL (--refresh-interval)", self.refresh_interval),
+            (
+                "UPSTREAM_TIMEOUT (--upstream-timeout)",
+                self.upstream_timeout,
+            ),
+            (
+                "UPSTREAM_CONNECT_TIMEOUT (--upstream-connect-timeout)",
+                self.upstream_connect_timeout,
+            ),
+            (
+                "UPSTREAM_RESOLVE_INTERVAL (--upstream-resolve-interval)",
+                self.upstream_resolve_interval,
+            ),
+            (
+                "REFRESH_INTERVAL (--refresh-interval)",
+                self.refresh_interval,
+            ),
             ("STALE_AFTER (--stale-after)", self.stale_after),
         ];
         for (name, value) in positive {
@@ -118,17 +137,24 @@ impl Settings {
             }
         }
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
-            return Err(format!("PAGE_SIZE (--page-size) must be from 1 to {MAX_PAGE_SIZE}"));
+            return Err(format!(
+                "PAGE_SIZE (--page-size) must be from 1 to {MAX_PAGE_SIZE}"
+            ));
         }
-        if self.admin_listen == self.listen {
-            return Err("PORTAL_ADMIN_LISTEN must differ from PORTAL_LISTEN: metrics are never public".into());
+        if self.admin_listen == self.listen && self.listen.port() != 0 {
+            return Err(
+                "PORTAL_ADMIN_LISTEN must differ from PORTAL_LISTEN: metrics are never public"
+                    .into(),
+            );
         }
         Ok(())
     }
 
     /// The name this instance answers with in `x-served-by`.
     pub fn instance(&self) -> String {
-        self.instance_id.clone().unwrap_or_else(ops::instance::hostname)
+        self.instance_id
+            .clone()
+            .unwrap_or_else(ops::instance::hostname)
     }
 }
 
@@ -162,9 +188,15 @@ mod tests {
     fn bad_settings_name_themselves() {
         let err = parse(&["--hardware-url", "not a url"]).expect_err("invalid");
         assert!(err.contains("--hardware-url"), "{err}");
-        let err = parse(&["--hardware-url", "ftp://x"]).expect("parses").validate().expect_err("invalid");
+        let err = parse(&["--hardware-url", "ftp://x"])
+            .expect("parses")
+            .validate()
+            .expect_err("invalid");
         assert!(err.contains("HARDWARE_URL"), "{err}");
-        let err = parse(&["--page-size", "0"]).expect("parses").validate().expect_err("invalid");
+        let err = parse(&["--page-size", "0"])
+            .expect("parses")
+            .validate()
+            .expect_err("invalid");
         assert!(err.contains("PAGE_SIZE"), "{err}");
         let err = parse(&["--tls-cert-file", "/x"]).expect_err("needs the key too");
         assert!(err.contains("tls-key-file"), "{err}");

@@ -90,9 +90,14 @@ impl Application {
         let public = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("PORTAL_LISTEN: cannot listen on {}", settings.listen))?;
-        let admin = TcpListener::bind(settings.admin_listen).await.with_context(|| {
-            format!("PORTAL_ADMIN_LISTEN: cannot listen on {}", settings.admin_listen)
-        })?;
+        let admin = TcpListener::bind(settings.admin_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "PORTAL_ADMIN_LISTEN: cannot listen on {}",
+                    settings.admin_listen
+                )
+            })?;
         Ok(Self {
             public,
             admin,
@@ -117,6 +122,16 @@ impl Application {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
+    /// The public router, for `oneshot` tests.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// The catalog, for tests that drive refreshes themselves.
+    pub fn catalog(&self) -> Catalog {
+        self.catalog.clone()
+    }
+
     /// The hardware client (tests count where its requests go).
     pub fn upstream(&self) -> Upstream {
         self.upstream.clone()
@@ -136,16 +151,14 @@ impl Application {
             }
         });
         self.upstream.resolve().await;
-        tokio::spawn(
-            self.upstream
-                .clone()
-                .run_resolver(self.settings.upstream_resolve_interval, stop.clone().cancelled_owned()),
-        );
-        tokio::spawn(
-            self.catalog
-                .clone()
-                .run(self.settings.refresh_interval, stop.clone().cancelled_owned()),
-        );
+        tokio::spawn(self.upstream.clone().run_resolver(
+            self.settings.upstream_resolve_interval,
+            stop.clone().cancelled_owned(),
+        ));
+        tokio::spawn(self.catalog.clone().run(
+            self.settings.refresh_interval,
+            stop.clone().cancelled_owned(),
+        ));
         tracing::info!(addr = %self.local_addr(), admin = %self.admin_addr(), "portal listening");
         let admin = axum::serve(self.admin, self.admin_router)
             .with_graceful_shutdown(stop.clone().cancelled_owned());

@@ -164,7 +164,11 @@ impl Upstream {
     }
 
     /// Re-resolves every `period` until `shutdown`.
-    pub async fn run_resolver(self, period: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run_resolver(
+        self,
+        period: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -219,9 +223,7 @@ impl Upstream {
             .replicas()
             .iter()
             .any(|r| r.addr == addr && r.ejected_until.is_some());
-        if ejected
-            && let Some(replica) = self.replicas_mut().iter_mut().find(|r| r.addr == addr)
-        {
+        if ejected && let Some(replica) = self.replicas_mut().iter_mut().find(|r| r.addr == addr) {
             replica.ejected_until = None;
         }
     }

@@ -25,3 +25,13 @@ pub async fn js() -> impl IntoResponse {
         include_str!("../../assets/app.js"),
     )
 }
+
+pub async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        include_str!("../../assets/favicon.svg"),
+    )
+}

@@ -68,9 +68,8 @@ pub async fn page(
     headers: HeaderMap,
     query: Result<Query<RawFilters>, QueryRejection>,
 ) -> Result<Response, PageError> {
-    let Query(raw) = query.map_err(|_| {
-        PageError::BadRequest("The address has a malformed query string.".into())
-    })?;
+    let Query(raw) = query
+        .map_err(|_| PageError::BadRequest("The address has a malformed query string.".into()))?;
     let filters = Filters::parse(raw, state.page_size)?;
     let request_id = headers
         .get(wire::REQUEST_ID)
@@ -140,7 +139,11 @@ fn render(
             }
         })
         .collect();
-    let providers: BTreeSet<&str> = data.entries.iter().map(|e| e.item.provider.as_str()).collect();
+    let providers: BTreeSet<&str> = data
+        .entries
+        .iter()
+        .map(|e| e.item.provider.as_str())
+        .collect();
     let providers = providers
         .into_iter()
         .map(|provider| Choice {

@@ -31,7 +31,11 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let (status, title, message) = match &self {
-            Self::BadRequest(why) => (StatusCode::BAD_REQUEST, "That filter is not valid", why.as_str()),
+            Self::BadRequest(why) => (
+                StatusCode::BAD_REQUEST,
+                "That filter is not valid",
+                why.as_str(),
+            ),
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
                 "Page not found",

@@ -40,7 +40,12 @@ struct Update {
 
 /// The event for `view` given that the client has seen `since`; `None` when
 /// there is nothing new to say.
-fn update_event(view: &View, since: u64, was_stale: bool, state: &WebState) -> Option<(Event, u64, bool)> {
+fn update_event(
+    view: &View,
+    since: u64,
+    was_stale: bool,
+    state: &WebState,
+) -> Option<(Event, u64, bool)> {
     let data = view.data.as_deref()?;
     let now = Utc::now();
     let stale = view.is_stale(state.stale_after, now);
@@ -59,10 +64,11 @@ fn update_event(view: &View, since: u64, was_stale: bool, state: &WebState) -> O
     if rows.is_empty() && stale == was_stale {
         return None;
     }
-    let counts = data
-        .counts()
+    // Every level, zeros included, so a count that drops to 0 is updated too.
+    let present = data.counts();
+    let counts = wire::Availability::ALL
         .into_iter()
-        .map(|(level, n)| (level.as_str(), n))
+        .map(|level| (level.as_str(), present.get(&level).copied().unwrap_or(0)))
         .collect();
     let update = Update {
         version: data.version,
@@ -98,7 +104,8 @@ pub async fn stream(
                 }
                 first = false;
                 let view = state.catalog.view();
-                if let Some((event, version, now_stale)) = update_event(&view, since, stale, &state) {
+                if let Some((event, version, now_stale)) = update_event(&view, since, stale, &state)
+                {
                     since = version;
                     stale = now_stale;
                     return Some((Ok(event), (state, changes, since, stale, first)));

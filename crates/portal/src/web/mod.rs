@@ -40,6 +40,7 @@ pub fn router(state: WebState, http_metrics: HttpMetrics, tls: bool) -> Router {
         .route("/events", get(events::stream))
         .route("/assets/app.css", get(assets::css))
         .route("/assets/app.js", get(assets::js))
+        .route("/assets/favicon.svg", get(assets::favicon))
         .route("/healthz", get(|| async { "ok" }))
         // Ready when it can serve: a portal with hardware down still serves
         // last-known-good data or a friendly 503 page.

@@ -73,7 +73,11 @@ fn text(name: &str, value: Option<String>) -> Result<String, PageError> {
     Ok(value.trim().to_owned())
 }
 
-fn number(name: &str, value: Option<String>, range: std::ops::RangeInclusive<usize>) -> Result<Option<usize>, PageError> {
+fn number(
+    name: &str,
+    value: Option<String>,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<Option<usize>, PageError> {
     match value.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(text) => match text.parse::<usize>() {
@@ -92,7 +96,9 @@ impl Filters {
         let level = match raw.level.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(text.parse::<Availability>().map_err(|_| {
-                PageError::BadRequest("The availability filter must be HIGH, MEDIUM, LOW or UNKNOWN.".into())
+                PageError::BadRequest(
+                    "The availability filter must be HIGH, MEDIUM, LOW or UNKNOWN.".into(),
+                )
             })?),
         };
         let sort = match raw.sort.as_deref().map(str::trim) {
@@ -146,7 +152,11 @@ impl Filters {
                 SortKey::Checked => a.checked_at.cmp(&b.checked_at),
             };
             let ordered = primary.then(a.id.cmp(&b.id));
-            if self.descending { ordered.reverse() } else { ordered }
+            if self.descending {
+                ordered.reverse()
+            } else {
+                ordered
+            }
         });
     }
 
@@ -269,7 +279,8 @@ mod tests {
 
     #[test]
     fn filters_combine() {
-        let filters = parse(&[("provider", "amazon"), ("level", "high"), ("q", "C5")]).expect("valid");
+        let filters =
+            parse(&[("provider", "amazon"), ("level", "high"), ("q", "C5")]).expect("valid");
         assert!(filters.admits(&entry(1, "Amazon", "c5.large", Availability::High)));
         assert!(!filters.admits(&entry(2, "Azure", "c5", Availability::High)));
         assert!(!filters.admits(&entry(3, "Amazon", "c5", Availability::Low)));
@@ -286,7 +297,10 @@ mod tests {
             vec![("page", "x")],
             vec![("per_page", "100000")],
         ] {
-            assert!(matches!(parse(&pairs), Err(PageError::BadRequest(_))), "{pairs:?}");
+            assert!(
+                matches!(parse(&pairs), Err(PageError::BadRequest(_))),
+                "{pairs:?}"
+            );
         }
         let long = "x".repeat(200);
         assert!(parse(&[("q", &long)]).is_err());
@@ -300,16 +314,29 @@ mod tests {
             entry(3, "a", "z", Availability::Unknown),
         ];
         let mut refs: Vec<&Entry> = items.iter().collect();
-        parse(&[("sort", "provider")]).expect("valid").sort(&mut refs);
-        assert_eq!(refs.iter().map(|e| e.item.id).collect::<Vec<_>>(), [2, 3, 1]);
-        parse(&[("sort", "availability"), ("order", "desc")]).expect("valid").sort(&mut refs);
-        assert_eq!(refs.iter().map(|e| e.item.id).collect::<Vec<_>>(), [3, 1, 2]);
+        parse(&[("sort", "provider")])
+            .expect("valid")
+            .sort(&mut refs);
+        assert_eq!(
+            refs.iter().map(|e| e.item.id).collect::<Vec<_>>(),
+            [2, 3, 1]
+        );
+        parse(&[("sort", "availability"), ("order", "desc")])
+            .expect("valid")
+            .sort(&mut refs);
+        assert_eq!(
+            refs.iter().map(|e| e.item.id).collect::<Vec<_>>(),
+            [3, 1, 2]
+        );
     }
 
     #[test]
     fn links_keep_the_filters_and_encode_them() {
         let filters = parse(&[("q", "a&b <c>"), ("sort", "name")]).expect("valid");
-        assert_eq!(filters.href(None, Some(2)), "/?q=a%26b+%3Cc%3E&sort=name&page=2");
+        assert_eq!(
+            filters.href(None, Some(2)),
+            "/?q=a%26b+%3Cc%3E&sort=name&page=2"
+        );
         assert_eq!(parse(&[]).expect("valid").href(None, None), "/");
     }
 
@@ -318,7 +345,13 @@ mod tests {
         let now = Utc::now();
         assert_eq!(age(None, now), "not yet");
         assert_eq!(age(Some(now), now), "just now");
-        assert_eq!(age(Some(now - chrono::Duration::seconds(12)), now), "12 s ago");
-        assert_eq!(age(Some(now - chrono::Duration::seconds(190)), now), "3 min ago");
+        assert_eq!(
+            age(Some(now - chrono::Duration::seconds(12)), now),
+            "12 s ago"
+        );
+        assert_eq!(
+            age(Some(now - chrono::Duration::seconds(190)), now),
+            "3 min ago"
+        );
     }
 }

@@ -1,0 +1,205 @@
+//! A real browser: headless Chromium driven over WebDriver (ChromeDriver).
+//!
+//! Needs Debian's `chromium` and `chromium-driver`; `cargo xtask test`
+//! installs them. Without them this test fails: it is never skipped.
+
+use crate::helpers::{spawn_hardware, spawn_portal};
+use fantoccini::{ClientBuilder, Locator};
+use sqlx::MySqlPool;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/lib/chromium"])
+        .map(|dir| PathBuf::from(dir).join(name))
+        .find(|path| path.is_file())
+}
+
+/// ChromeDriver on a free loopback port, killed on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    async fn start() -> Self {
+        let program = find_program("chromedriver").expect(
+            "chromedriver not found: install Debian's chromium and chromium-driver \
+             (cargo xtask test does this)",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = Command::new(program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self { child, port };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("chromedriver did not listen on {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+#[sqlx::test(migrations = "../../sql")]
+async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(pool: MySqlPool) {
+    let chromium =
+        find_program("chromium").expect("chromium not found (cargo xtask test installs it)");
+    let hardware = spawn_hardware(pool, "hw-browser", Duration::from_millis(2500)).await;
+    let portal = spawn_portal(&hardware.url(), &[]).await;
+    let driver = Driver::start().await;
+    let profile = std::env::temp_dir().join(format!("portal-browser-{}", std::process::id()));
+
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                "--window-size=1200,800",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    caps.insert(
+        "goog:loggingPrefs".into(),
+        serde_json::json!({"browser": "ALL"}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let browser = ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&driver.url())
+        .await
+        .expect("browser session");
+
+    browser.goto(&portal.url("/")).await.expect("page loads");
+    let table = browser
+        .find(Locator::Css("table.items"))
+        .await
+        .expect("a real table");
+    let text = table.text().await.expect("text");
+    assert!(text.contains("Amazon") && text.contains("c5"), "{text}");
+    assert!(text.contains("Azure") && text.contains("H16mr"), "{text}");
+    let pending = browser
+        .find_all(Locator::Css("tr.pending"))
+        .await
+        .expect("query");
+    assert_eq!(pending.len(), 2, "both values pending on a cold start");
+    let live = browser
+        .find(Locator::Css("#live[aria-live=polite]"))
+        .await
+        .expect("live region");
+    assert!(
+        live.text()
+            .await
+            .expect("text")
+            .contains("still being computed")
+    );
+
+    // A marker that a reload would wipe out.
+    browser
+        .execute("window.__sameDocument = 'yes'; return true;", vec![])
+        .await
+        .expect("script runs");
+    let mut filled = false;
+    for _ in 0..100 {
+        let pending = browser
+            .find_all(Locator::Css("tr.pending"))
+            .await
+            .expect("query");
+        if pending.is_empty() {
+            filled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(filled, "pending values filled in");
+    let marker = browser
+        .execute("return window.__sameDocument || null;", vec![])
+        .await
+        .expect("script runs");
+    assert_eq!(marker, serde_json::json!("yes"), "no reload happened");
+    let badges = browser
+        .find_all(Locator::Css("td .badge"))
+        .await
+        .expect("badges");
+    for badge in badges {
+        let level = badge.text().await.expect("text");
+        assert!(
+            ["HIGH", "MEDIUM", "LOW"].contains(&level.as_str()),
+            "{level}"
+        );
+    }
+    let pending_count = browser
+        .find(Locator::Css(r#"[data-count="UNKNOWN"]"#))
+        .await
+        .expect("pending count")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        pending_count, "0",
+        "the pending count follows the live updates"
+    );
+    let live_text = live.text().await.expect("text");
+    assert!(live_text.contains("up to date"), "{live_text}");
+
+    let png = browser.screenshot().await.expect("screenshot");
+    let shot = artifacts_dir().join("browser-dashboard.png");
+    std::fs::write(&shot, png).expect("screenshot saved");
+    println!("screenshot: {}", shot.display());
+
+    // Console errors (CSP violations, script errors) come back as SEVERE entries.
+    let session = browser.session_id().await.expect("id").expect("session");
+    let logs: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/session/{session}/se/log", driver.url()))
+        .json(&serde_json::json!({"type": "browser"}))
+        .send()
+        .await
+        .expect("log request")
+        .json()
+        .await
+        .expect("log json");
+    let entries = logs["value"].as_array().cloned().unwrap_or_default();
+    let severe: Vec<_> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
+    assert!(severe.is_empty(), "console errors: {severe:?}");
+
+    browser.close().await.expect("close");
+    let _ = std::fs::remove_dir_all(profile);
+    portal.stop.cancel();
+}

@@ -1,0 +1,13 @@
+//! Portal tests, compiled as one binary.
+//!
+//! - `pages`: the router driven with `oneshot`, against a stub hardware server
+//!   (real HTTP, canned answers): rendering, escaping, filters, degradation.
+//! - `end_to_end`: the real hardware service on a real MariaDB behind the portal.
+//! - `spread`: three hardware replicas behind one portal.
+//! - `browser`: headless Chromium through ChromeDriver.
+
+mod browser;
+mod end_to_end;
+mod helpers;
+mod pages;
+mod spread;

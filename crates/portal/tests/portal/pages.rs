@@ -1,0 +1,190 @@
+//! The dashboard router, driven with `oneshot`, against stub hardware.
+
+use crate::helpers::{Behaviour, StubHardware, build_portal, item, seed_items};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+use wire::Availability;
+
+async fn get(router: &axum::Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = router
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 4 * 1024 * 1024)
+        .await
+        .expect("body");
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_dashboard_lists_items_with_badges_counts_and_security_headers() {
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    let (status, headers, body) = get(&app.router(), "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<td data-label=\"Name\">c5</td>"), "{body}");
+    assert!(body.contains("<td data-label=\"Name\">H16mr</td>"));
+    assert!(body.contains(r#"<span class="badge badge-high">HIGH</span>"#));
+    assert!(body.contains(r#"<span class="badge badge-low">LOW</span>"#));
+    assert!(body.contains(r#"data-count="HIGH">1<"#));
+    assert!(
+        body.contains(r#"id="stale" class="banner" role="alert" hidden"#),
+        "no stale banner"
+    );
+    let csp = headers["content-security-policy"].to_str().expect("ascii");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert!(csp.contains("frame-ancestors 'none'"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["x-served-by"], "portal-test");
+    assert!(!body.contains("<script>"), "no inline script");
+}
+
+#[tokio::test]
+async fn names_with_markup_are_rendered_inert() {
+    let hostile = vec![item(
+        1,
+        "<b>Evil</b>",
+        "<script>alert('x')</script>\"><img src=x onerror=alert(1)>",
+        Availability::High,
+    )];
+    let stub = StubHardware::start(Behaviour::Items(hostile)).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    let (status, _, body) = get(&app.router(), "/").await;
+    assert_eq!(status, 200);
+    assert!(!body.contains("<script>alert"), "{body}");
+    assert!(!body.contains("<img src=x"));
+    assert!(!body.contains("<b>Evil</b>"));
+    assert!(
+        body.contains("&#60;script&#62;") || body.contains("&lt;script&gt;"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn filters_sorting_and_pages_work_from_query_parameters() {
+    let mut items = seed_items();
+    items.extend((3..=12).map(|id| item(id, "GCP", &format!("n{id:02}"), Availability::Medium)));
+    let stub = StubHardware::start(Behaviour::Items(items)).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    let router = app.router();
+
+    let (_, _, body) = get(&router, "/?level=low").await;
+    assert!(body.contains("H16mr") && !body.contains(">c5<"));
+    let (_, _, body) = get(&router, "/?provider=Amazon&q=C5").await;
+    assert!(body.contains(">c5<") && !body.contains("H16mr"));
+    let (_, _, body) = get(&router, "/?provider=GCP&sort=name&order=desc&per_page=4").await;
+    let first = body.find(">n12<").expect("n12 shown");
+    let second = body.find(">n11<").expect("n11 shown");
+    assert!(first < second, "descending by name");
+    assert!(body.contains("Page 1 of 3"));
+    let next = body
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next link");
+    assert_eq!(
+        next.replace("&#38;", "&").replace("&amp;", "&"),
+        "/?provider=GCP&sort=name&order=desc&per_page=4&page=2"
+    );
+    let (_, _, body) = get(&router, "/?provider=GCP&per_page=4&page=3").await;
+    assert!(body.contains("Page 3 of 3") && body.contains(">n11<") && body.contains(">n12<"));
+}
+
+#[tokio::test]
+async fn bad_parameters_get_a_friendly_400_page() {
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    for uri in [
+        "/?level=SOMETIMES",
+        "/?page=0",
+        "/?sort=price",
+        "/?per_page=99999",
+    ] {
+        let (status, headers, body) = get(&app.router(), uri).await;
+        assert_eq!(status, 400, "{uri}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("text/html")
+        );
+        assert!(body.contains("Back to the dashboard"), "{body}");
+    }
+    let long = format!("/?q={}", "x".repeat(10_000));
+    assert_eq!(get(&app.router(), &long).await.0, 400);
+}
+
+#[tokio::test]
+async fn with_nothing_ever_fetched_the_page_is_a_friendly_503_with_retry_after() {
+    let stub = StubHardware::start(Behaviour::Status(500)).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    let (status, headers, body) = get(&app.router(), "/").await;
+    assert_eq!(status, 503);
+    assert_eq!(headers["retry-after"], "5");
+    assert!(body.contains("not available yet"), "{body}");
+
+    stub.set(Behaviour::Garbage);
+    assert_eq!(get(&app.router(), "/").await.0, 503, "bad JSON is no data");
+}
+
+#[tokio::test]
+async fn a_hung_hardware_costs_a_page_at_most_its_timeouts() {
+    let stub = StubHardware::start(Behaviour::Hang).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    let started = Instant::now();
+    let (status, _, _) = get(&app.router(), "/").await;
+    assert_eq!(status, 503);
+    // One try and one retry, each bounded by UPSTREAM_TIMEOUT = 500 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn when_hardware_fails_later_the_last_data_is_served_with_a_stale_banner() {
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    assert_eq!(get(&app.router(), "/").await.0, 200);
+    stub.set(Behaviour::Status(503));
+    let _ = app.catalog().refresh("test").await;
+    let (status, _, body) = get(&app.router(), "/").await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#"id="stale" class="banner" role="alert" >"#),
+        "{body}"
+    );
+    assert!(body.contains("stale since"));
+    assert!(body.contains(">c5<"), "last-known-good rows still shown");
+}
+
+#[tokio::test]
+async fn assets_are_served_and_unknown_pages_are_friendly_404s() {
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    let (status, headers, _) = get(&app.router(), "/assets/app.js").await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/javascript")
+    );
+    let (status, _, _) = get(&app.router(), "/assets/app.css").await;
+    assert_eq!(status, 200);
+    let (status, _, body) = get(&app.router(), "/wp-admin").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("Page not found"));
+    assert_eq!(
+        get(&app.router(), "/metrics").await.0,
+        404,
+        "metrics are not public"
+    );
+}
