@@ -25,6 +25,7 @@ pub mod web;
 
 use anyhow::Context;
 use axum::routing::get;
+use axum_server::tls_rustls::RustlsConfig;
 use catalog::Catalog;
 use config::Settings;
 use prometheus_client::registry::Registry;
@@ -46,16 +47,32 @@ pub struct Application {
     upstream: Upstream,
     settings: Settings,
     shutdown: CancellationToken,
+    tls: Option<RustlsConfig>,
+}
+
+/// Loads the certificate and key when both are set; errors name the setting.
+async fn tls_config(settings: &Settings) -> anyhow::Result<Option<RustlsConfig>> {
+    let (Some(cert), Some(key)) = (&settings.tls_cert_file, &settings.tls_key_file) else {
+        return Ok(None);
+    };
+    // ring: the lighter of rustls's providers to build; installing twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = RustlsConfig::from_pem_file(cert, key)
+        .await
+        .with_context(|| {
+            format!(
+                "TLS_CERT_FILE/TLS_KEY_FILE: cannot load {} and {}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    Ok(Some(config))
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
-        if settings.tls_cert_file.is_some() {
-            anyhow::bail!(
-                "TLS_CERT_FILE: HTTPS is not built into this portal yet; terminate TLS in front of it"
-            );
-        }
+        let tls = tls_config(settings).await?;
         let mut registry = Registry::with_prefix("portal");
         let upstream = Upstream::new(
             UpstreamSettings {
@@ -76,7 +93,7 @@ impl Application {
             instance: settings.instance(),
             shutdown: shutdown.clone(),
         };
-        let router = web::router(state, http_metrics, false);
+        let router = web::router(state, http_metrics, tls.is_some());
         let registry = Arc::new(registry);
         let admin_router = axum::Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -107,6 +124,7 @@ impl Application {
             upstream,
             settings: settings.clone(),
             shutdown,
+            tls,
         })
     }
 
@@ -167,13 +185,40 @@ impl Application {
                 tracing::error!(error = %err, "admin listener failed");
             }
         });
-        let public = axum::serve::ListenerExt::tap_io(self.public, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let served = axum::serve(public, self.router)
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .await;
+        let served = match self.tls {
+            Some(tls) => serve_tls(self.public, self.router, tls, stop).await,
+            None => {
+                let public = axum::serve::ListenerExt::tap_io(self.public, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(public, self.router)
+                    .with_graceful_shutdown(stop.clone().cancelled_owned())
+                    .await
+            }
+        };
         tracing::info!("portal stopped");
         served.context("serving HTTP")
     }
+}
+
+/// HTTPS on the public listener, draining like the plain one on shutdown.
+async fn serve_tls(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: RustlsConfig,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            stop.cancelled().await;
+            handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        }
+    });
+    let listener = listener.into_std()?;
+    axum_server::from_tcp_rustls(listener, tls)?
+        .handle(handle)
+        .serve(router.into_make_service())
+        .await
 }

@@ -3,6 +3,7 @@
 //! - `test [-- <cargo test args>]`: provision what the tests need (MariaDB,
 //!   Chromium and ChromeDriver), start a throwaway MariaDB on a free loopback
 //!   port, run every test in the workspace, stop what it started.
+//! - `run`: the whole stack natively on loopback (no Docker), Ctrl-C stops it.
 //! - `db`: start a throwaway MariaDB and print its `DATABASE_URL`; Ctrl-C stops it.
 //! - `sqlx-prepare`: regenerate `.sqlx/` (compile-time query metadata).
 //!
@@ -10,6 +11,7 @@
 
 mod mariadb;
 mod provision;
+mod stack;
 
 use std::process::{Command, ExitCode};
 
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
     let result = match task {
         "test" => test(rest),
         "db" => db(),
+        "run" => run_stack(rest),
         "sqlx-prepare" => sqlx_prepare(),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
@@ -43,6 +46,9 @@ Usage: cargo xtask <task>
 
 Tasks:
   test [-- ARGS]   provision MariaDB + Chromium, run every test (ARGS go to cargo test)
+  run [--replicas N] [--port P]
+                   the whole stack natively: throwaway MariaDB, N hardware replicas,
+                   the portal on http://127.0.0.1:P (default 5000); Ctrl-C stops all
   db               start a throwaway MariaDB on loopback and print DATABASE_URL
   sqlx-prepare     regenerate .sqlx/ after changing a query or a migration
 ";
@@ -108,6 +114,31 @@ fn db() -> Result<(), String> {
     eprintln!("xtask: MariaDB is up; press Ctrl-C to stop it and delete its data");
     db.wait();
     Ok(())
+}
+
+fn run_stack(args: &[String]) -> Result<(), String> {
+    let mut replicas = 1usize;
+    let mut port = 5000u16;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--replicas" => replicas = value.parse().map_err(|_| "--replicas takes a number")?,
+            "--port" => port = value.parse().map_err(|_| "--port takes a port number")?,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    provision::ensure_mariadb()?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "hardware",
+        "-p",
+        "portal",
+    ]))?;
+    stack::run(replicas.max(1), port)
 }
 
 fn sqlx_prepare() -> Result<(), String> {

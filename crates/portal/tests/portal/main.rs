@@ -5,9 +5,11 @@
 //! - `end_to_end`: the real hardware service on a real MariaDB behind the portal.
 //! - `spread`: three hardware replicas behind one portal.
 //! - `browser`: headless Chromium through ChromeDriver.
+//! - `tls`: HTTPS with rustls and a throwaway self-signed certificate.
 
 mod browser;
 mod end_to_end;
 mod helpers;
 mod pages;
 mod spread;
+mod tls;
