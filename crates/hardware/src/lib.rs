@@ -135,11 +135,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         if self.migrate_on_start {
-            tokio::spawn(migrate_until_done(
-                self.state.pool.clone(),
-                Arc::clone(&self.state.migrated),
-                stop.clone(),
-            ));
+            tokio::spawn(migrate_until_done(self.state.clone(), stop.clone()));
         }
         tokio::spawn(
             self.state
@@ -170,12 +166,16 @@ impl Application {
 }
 
 /// Applies migrations at start-up, retrying while the database is not up yet.
-async fn migrate_until_done(pool: MySqlPool, migrated: Arc<AtomicBool>, stop: CancellationToken) {
+async fn migrate_until_done(state: AppState, stop: CancellationToken) {
     loop {
-        match db::migrate(&pool).await {
+        match db::migrate(&state.pool).await {
             Ok(()) => {
-                migrated.store(true, Ordering::Relaxed);
+                state.migrated.store(true, Ordering::Relaxed);
                 tracing::info!("database migrations applied");
+                // Load the inventory now rather than at the poller's next tick.
+                if let Err(err) = state.inventory.refresh().await {
+                    tracing::warn!(error = %err, "inventory refresh after migrating failed");
+                }
                 return;
             }
             Err(err) => tracing::warn!(error = %err, "cannot apply migrations yet; retrying"),

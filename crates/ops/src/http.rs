@@ -12,7 +12,8 @@ use tracing::Level;
 /// - has an `x-request-id` (kept when the caller sent one, a UUID otherwise),
 ///   echoed on the response and recorded on its trace span;
 /// - runs inside a span with method and path; responses are logged at DEBUG
-///   (a busy service would drown its logs otherwise), failures at ERROR;
+///   (a busy service would drown its logs otherwise), 5xx and failures at WARN
+///   (the handler logs real errors with their cause at ERROR);
 /// - answers with `x-served-by: <instance>`, so spread over replicas is observable.
 pub fn observe(router: Router, instance: &str) -> Router {
     let request_id = HeaderName::from_static(wire::REQUEST_ID);
@@ -37,7 +38,7 @@ pub fn observe(router: Router, instance: &str) -> Router {
                         )
                     })
                     .on_response(DefaultOnResponse::new().level(Level::DEBUG))
-                    .on_failure(DefaultOnFailure::new().level(Level::ERROR)),
+                    .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(SetResponseHeaderLayer::overriding(
