@@ -1,0 +1,42 @@
+#!/bin/bash
+# Builds local stand-ins for the images a machine without registry access
+# cannot pull. Each is built only when missing:
+#   debian:bookworm-slim   debootstrap of Debian's mirror (the one apt uses here)
+#   hp-ci/runtime          a distroless/cc-like root: glibc, libgcc, passwd with nonroot 65532
+#   hp-ci/mariadb:10.11    Debian's mariadb-server behind the official image's conventions
+#   hp-ci/probe            curl on Debian, for network isolation checks
+set -euo pipefail
+cd "$(dirname "$0")"
+
+have() { docker image inspect "$1" > /dev/null 2>&1; }
+
+if ! have debian:bookworm-slim; then
+  mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  : "${mirror:?cannot find the Debian mirror apt uses (/etc/apt/sources.list.d/debian.sources)}"
+  root=$(mktemp -d)
+  echo "stand-ins: debootstrap bookworm (minbase)"
+  debootstrap --variant=minbase bookworm "$root" "$mirror" > "$root.log" 2>&1 \
+    || { tail -20 "$root.log"; exit 1; }
+  tar -C "$root" -c . | docker import - debian:bookworm-slim > /dev/null
+  rm -rf "$root" "$root.log"
+fi
+
+if ! have hp-ci/runtime; then
+  echo "stand-ins: hp-ci/runtime (distroless/cc-like)"
+  ctx=$(mktemp -d)
+  mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/rootfs/lib/x86_64-linux-gnu" "$ctx/rootfs/lib64"
+  chmod 1777 "$ctx/rootfs/tmp"
+  for lib in libc.so.6 libm.so.6 libgcc_s.so.1 libdl.so.2 libpthread.so.0 librt.so.1; do
+    cp -L "/lib/x86_64-linux-gnu/$lib" "$ctx/rootfs/lib/x86_64-linux-gnu/"
+  done
+  cp -L /lib64/ld-linux-x86-64.so.2 "$ctx/rootfs/lib64/"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$ctx/rootfs/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' > "$ctx/rootfs/etc/group"
+  printf 'FROM scratch\nCOPY rootfs/ /\nUSER 65532:65532\n' > "$ctx/Dockerfile"
+  docker build -q -t hp-ci/runtime "$ctx" > /dev/null
+  rm -rf "$ctx"
+fi
+
+have hp-ci/mariadb:10.11 || docker build -q -t hp-ci/mariadb:10.11 mariadb > /dev/null
+have hp-ci/probe || docker build -q -t hp-ci/probe probe > /dev/null
+echo "stand-ins: ready"
