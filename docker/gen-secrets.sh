@@ -4,7 +4,7 @@
 # deletes them together with the data they protect. Nothing is ever committed.
 set -euo pipefail
 umask 022
-dir=/run/secrets
+dir=${1:-/run/secrets}
 random() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 for name in db-root-password db-app-password db-migrate-password admin-token; do
   if [ ! -s "$dir/$name" ]; then

@@ -73,3 +73,66 @@ pub fn ensure_browser() -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+/// Whether a Docker engine answers right now (no installing, no starting).
+pub fn docker_usable() -> Result<(), String> {
+    if find("docker").is_none() {
+        return Err("no docker client".into());
+    }
+    let info = Command::new("docker")
+        .arg("info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match info {
+        Ok(status) if status.success() => Ok(()),
+        _ if is_root() && find("dockerd").is_some() => ensure_docker(),
+        _ => Err("no Docker engine answers `docker info`".into()),
+    }
+}
+
+/// Docker engine, compose and debootstrap; starts dockerd when root and it is down.
+pub fn ensure_docker() -> Result<(), String> {
+    let needed = ["docker", "dockerd", "debootstrap"];
+    let compose = find("docker-compose").is_some()
+        || Command::new("docker")
+            .args(["compose", "version"])
+            .output()
+            .is_ok_and(|out| out.status.success());
+    if needed.iter().any(|program| find(program).is_none()) || !compose {
+        apt_install(&["docker.io", "docker-compose", "debootstrap"])?;
+    }
+    let answers = || {
+        Command::new("docker")
+            .arg("info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if answers() {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(
+            "the Docker engine is not running; start it (sudo systemctl start docker)".into(),
+        );
+    }
+    eprintln!("xtask: starting dockerd (left running; log in target/xtask/dockerd.log)");
+    let log_dir = crate::workspace_root().join("target").join("xtask");
+    std::fs::create_dir_all(&log_dir).map_err(|err| err.to_string())?;
+    let log = std::fs::File::create(log_dir.join("dockerd.log")).map_err(|err| err.to_string())?;
+    Command::new("dockerd")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|err| err.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|err| format!("starting dockerd: {err}"))?;
+    for _ in 0..120 {
+        if answers() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    Err("dockerd did not answer within 60 s; see target/xtask/dockerd.log".into())
+}

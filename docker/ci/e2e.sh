@@ -1,0 +1,134 @@
+#!/bin/bash
+# Compose end-to-end proof: the real docker-compose.yml, with local stand-ins
+# only for images that cannot be pulled here (see standins.sh). Every check
+# prints its figure; the last line is "e2e: N passed, M failed".
+#
+# Needs: a running Docker engine, docker-compose (v1) or `docker compose`,
+# release binaries of hardware and portal built on a bookworm-compatible host
+# (pass their folder as $1). Traffic goes only to loopback and to the
+# containers this script creates. Every loop is bounded.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bins=${1:?usage: e2e.sh <folder with release binaries>}
+cd "$root"
+
+if command -v docker-compose > /dev/null; then compose=(docker-compose); else compose=(docker compose); fi
+export COMPOSE_PROJECT_NAME="hpe2e$$"
+export RUST_IMAGE=debian:bookworm-slim RUNTIME_IMAGE=hp-ci/runtime PREBUILT=true
+export MARIADB_IMAGE=hp-ci/mariadb:10.11 PROBE_DELAY=1s REFRESH_INTERVAL=200ms UPSTREAM_RESOLVE_INTERVAL=1s UPSTREAM_EJECT_FOR=2s
+export PORTAL_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+portal="http://127.0.0.1:$PORTAL_PORT"
+passed=0; failed=0
+pass() { passed=$((passed + 1)); echo "e2e PASS: $*"; }
+fail() { failed=$((failed + 1)); echo "e2e FAIL: $*"; }
+check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; fi; }
+fails() { ! "$@"; }
+dc() { "${compose[@]}" "$@"; }
+cleanup() { dc down -v --remove-orphans > /dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+container() { docker ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter "label=com.docker.compose.service=$1"; }
+health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1"; }
+probe() { local net=$1; shift; docker run --rm --network "${COMPOSE_PROJECT_NAME}_$net" hp-ci/probe "$@"; }
+secret() { docker run --rm --entrypoint cat -v "${COMPOSE_PROJECT_NAME}_secrets:/s:ro" hp-ci/mariadb:10.11 "/s/$1"; }
+
+wait_healthy() { # service count seconds
+  local deadline=$((SECONDS + $3)) ids ok
+  while [ $SECONDS -lt $deadline ]; do
+    ids=$(container "$1"); ok=0
+    for id in $ids; do [ "$(health "$id")" = healthy ] && ok=$((ok + 1)); done
+    [ "$ok" -ge "$2" ] && return 0
+    sleep 1
+  done
+  return 1
+}
+
+echo "== static checks"
+check "docker-compose.yml is valid for compose v1" "${compose[@]}" config -q
+
+echo "== images (stand-in bases; binaries from $bins)"
+cp "$bins/hardware" "$bins/portal" docker/prebuilt/
+started=$SECONDS
+dc build > /tmp/e2e-build-$$.log 2>&1 || { tail -30 /tmp/e2e-build-$$.log; fail "images build"; }
+for image in hardware-portal/hardware:local hardware-portal/portal:local; do
+  size=$(docker image inspect --format '{{.Size}}' "$image")
+  echo "e2e figure: $image runtime image $((size / 1000000)) MB (stand-in base; distroless/cc adds ~20 MB)"
+done
+
+echo "== up"
+dc up -d > /tmp/e2e-up-$$.log 2>&1 || { tail -30 /tmp/e2e-up-$$.log; }
+check "db, hardware and portal healthy" wait_healthy portal 1 120
+for service in db hardware; do
+  check "$service healthy" [ "$(health "$(container "$service")")" = healthy ]
+done
+echo "e2e figure: cold up to healthy portal in $((SECONDS - started)) s (including image build)"
+for one_shot in secrets migrate; do
+  code=$(docker inspect --format '{{.State.ExitCode}}' "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter "label=com.docker.compose.service=$one_shot")")
+  check "$one_shot one-shot exited 0" [ "$code" = 0 ]
+done
+
+page_has() { curl -fsS --max-time 5 "$portal/" | grep -q "$1"; }
+check "/ shows the seed row c5" page_has '>c5<'
+check "/ shows the seed row H16mr" page_has '>H16mr<'
+
+echo "== isolation"
+published() { docker inspect --format '{{range $p, $b := .NetworkSettings.Ports}}{{if $b}}{{$p}} {{end}}{{end}}' "$1"; }
+for service in hardware db; do
+  check "$service publishes no port" [ -z "$(published "$(container "$service")")" ]
+done
+for target in hardware db; do
+  check "a container on the public network cannot resolve $target" fails probe public getent hosts "$target"
+done
+hw_ip=$(docker inspect --format "{{(index .NetworkSettings.Networks \"${COMPOSE_PROJECT_NAME}_backend\").IPAddress}}" "$(container hardware)")
+check "a container on the public network cannot connect to hardware by IP ($hw_ip)" \
+  fails probe public curl -fsS --max-time 3 -o /dev/null "http://$hw_ip:5001/healthz"
+check "the same probe on the backend network reaches hardware (the checks above can fail)" \
+  probe backend curl -fsS --max-time 3 -o /dev/null http://hardware:5001/healthz
+check "the same probe on the backend network resolves hardware" probe backend getent hosts hardware
+
+echo "== scale hardware to 3"
+dc up -d --no-recreate --scale hardware=3 > /dev/null 2>&1
+check "three hardware replicas healthy" wait_healthy hardware 3 60
+# New replicas enter DNS before they listen; the portal may eject one on its
+# first try. Wait out resolution (1 s) and ejection (2 s) before measuring.
+sleep 4
+calls() { probe backend curl -fsS --max-time 3 http://portal:9090/metrics | awk -F'[{}]' '/^portal_upstream_calls_total/ && /outcome="ok"/ {split($2, a, "\""); print a[2], $3}'; }
+before=$(calls); sleep 10; after=$(calls)
+shares=$(join <(echo "$before" | sort) <(echo "$after" | sort) | awk '{d[$1] = $3 - $2; t += $3 - $2} END {for (k in d) printf "%s %d %.3f\n", k, d[k], d[k] / t}')
+echo "$shares" | sed 's/^/e2e figure: replica calls share /'
+spread_ok() { [ "$(echo "$shares" | wc -l)" -eq 3 ] && echo "$shares" | awk '{ if ($3 < 0.23 || $3 > 0.43) bad = 1 } END { exit bad }'; }
+check "portal traffic reaches all 3 replicas, each 33 % ± 10 %" spread_ok
+
+echo "== one replica killed under load"
+victim=$(container hardware | head -1)
+load() { seq 3000 | xargs -P 16 -I{} curl -s -o /dev/null --max-time 5 -w '%{http_code}\n' "$portal/" > "/tmp/e2e-load-$$.txt"; }
+load & load_pid=$!
+sleep 1; docker kill "$victim" > /dev/null
+wait $load_pid
+total=$(wc -l < "/tmp/e2e-load-$$.txt"); bad=$(grep -cv '^200$' "/tmp/e2e-load-$$.txt")
+echo "e2e figure: $bad of $total portal requests failed while a replica was killed"
+check "≤ 0.1 % failed requests with a replica killed" [ $((bad * 1000)) -le "$total" ]
+fresh_page() {
+  local body
+  body=$(curl -fsS --max-time 5 "$portal/") || return 1
+  grep -q '>c5<' <<< "$body" && ! grep -q 'role="alert" >' <<< "$body"
+}
+check "the page is fresh after the kill (retries went to live replicas)" fresh_page
+
+echo "== data survives down + up"
+token=$(secret admin-token)
+created=$(probe backend curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -X POST http://hardware:5001/hardware/ \
+  -H "Authorization: Bearer $token" -H 'content-type: application/json' -d '{"provider":"GCP","name":"e2e-survivor"}')
+check "an item is created through the admin API (201)" [ "$created" = 201 ]
+started=$SECONDS
+dc down > /dev/null 2>&1
+down_secs=$((SECONDS - started))
+echo "e2e figure: docker compose down took $down_secs s"
+check "down completes within 15 s (SIGTERM handled)" [ "$down_secs" -le 15 ]
+dc up -d > /dev/null 2>&1
+wait_healthy portal 1 120 > /dev/null
+survived() { for _ in $(seq 20); do page_has 'e2e-survivor' && return 0; sleep 1; done; return 1; }
+check "the item survives down + up (no -v)" survived
+
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
