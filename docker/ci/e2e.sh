@@ -115,6 +115,20 @@ fresh_page() {
 }
 check "the page is fresh after the kill (retries went to live replicas)" fresh_page
 
+echo "== rolling deploy of hardware under load"
+load & load_pid=$!
+sleep 1
+COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME bash docker/deploy.sh --replicas 2 > "/tmp/e2e-deploy-$$.log" 2>&1
+deploy_rc=$?
+wait $load_pid
+total=$(wc -l < "/tmp/e2e-load-$$.txt"); bad=$(grep -cv '^200$' "/tmp/e2e-load-$$.txt")
+[ $deploy_rc -eq 0 ] || tail -20 "/tmp/e2e-deploy-$$.log"
+check "docker/deploy.sh succeeds" [ $deploy_rc -eq 0 ]
+echo "e2e figure: $bad of $total portal requests failed during the deploy (the portal itself is recreated last)"
+check "2 fresh hardware replicas after the deploy" wait_healthy hardware 2 30
+check "the portal is healthy again after the deploy" wait_healthy portal 1 60
+check "the page is fresh after the deploy" fresh_page
+
 echo "== data survives down + up"
 token=$(secret admin-token)
 created=$(probe backend curl -sS --max-time 5 -o /dev/null -w '%{http_code}' -X POST http://hardware:5001/hardware/ \
