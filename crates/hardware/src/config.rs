@@ -89,6 +89,19 @@ pub struct Settings {
     #[arg(long, env = "ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
 
+    /// Redis shared by the replicas (`redis://host:6379`): one probe per item
+    /// per TTL across the tier. Without it each replica probes on its own.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of this deployment's keys in Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "hardware")]
+    pub redis_key_prefix: String,
+
+    /// Limit of one Redis call; slower means "work alone for now".
+    #[arg(long, env = "REDIS_TIMEOUT", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub redis_timeout: Duration,
+
     /// Name sent in `x-served-by` (default: the host name).
     #[arg(long, env = "INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -215,6 +228,30 @@ impl Settings {
             )));
         }
         Ok(Some(AdminToken(token)))
+    }
+
+    /// The shared cache, when `REDIS_URL` is set.
+    pub fn shared_cache(
+        &self,
+    ) -> Result<Option<std::sync::Arc<dyn crate::engine::SharedCache>>, ConfigError> {
+        let Some(url) = &self.redis_url else {
+            return Ok(None);
+        };
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(ConfigError::Invalid(
+                "REDIS_URL (--redis-url) must start with redis://".into(),
+            ));
+        }
+        let cache = crate::engine::RedisCache::new(
+            url,
+            &self.redis_key_prefix,
+            &self.instance(),
+            self.redis_timeout,
+        )
+        .map_err(|_| {
+            ConfigError::Invalid("REDIS_URL (--redis-url) is not a valid Redis URL".into())
+        })?;
+        Ok(Some(std::sync::Arc::new(cache)))
     }
 
     /// The name this instance answers with in `x-served-by`.

@@ -75,8 +75,13 @@ impl Application {
             tracing::info!("no ADMIN_TOKEN_FILE: the API is read-only");
         }
         let mut registry = Registry::with_prefix("hardware");
-        let engine = Engine::new(
+        let shared = settings.shared_cache()?;
+        if shared.is_some() {
+            tracing::info!("sharing availability values through Redis");
+        }
+        let engine = Engine::with_shared_cache(
             probe,
+            shared,
             EngineSettings {
                 ttl: settings.availability_ttl,
                 probe_timeout: settings.probe_timeout,

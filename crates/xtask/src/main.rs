@@ -1,8 +1,9 @@
 //! `cargo xtask <task>`: the project's automation, in Rust, with no dependencies.
 //!
 //! - `test [-- <cargo test args>]`: provision what the tests need (MariaDB,
-//!   Chromium and ChromeDriver), start a throwaway MariaDB on a free loopback
-//!   port, run every test in the workspace, stop what it started.
+//!   Redis, Chromium and ChromeDriver), start a throwaway MariaDB and Redis on
+//!   free loopback ports, run every test in the workspace, stop what it
+//!   started; then the deployment lint and (with Docker) the compose e2e.
 //! - `run`: the whole stack natively on loopback (no Docker), Ctrl-C stops it.
 //! - `db`: start a throwaway MariaDB and print its `DATABASE_URL`; Ctrl-C stops it.
 //! - `e2e`: the real docker-compose.yml under Docker, asserted from outside (docker/ci/e2e.sh).
@@ -12,6 +13,7 @@
 
 mod mariadb;
 mod provision;
+mod redis;
 mod stack;
 
 use std::process::{Command, ExitCode};
@@ -93,6 +95,7 @@ fn cargo() -> Command {
 
 fn test(extra: &[String]) -> Result<(), String> {
     provision::ensure_mariadb()?;
+    provision::ensure_redis()?;
     let browser = provision::ensure_browser();
     match (&browser, in_ci()) {
         (Ok(()), _) => {}
@@ -101,13 +104,17 @@ fn test(extra: &[String]) -> Result<(), String> {
     }
     let db = mariadb::MariaDb::start()?;
     eprintln!("xtask: throwaway MariaDB on {}", db.display_url());
+    let redis = redis::Redis::start()?;
+    eprintln!("xtask: throwaway Redis on {}", redis.url());
     let extra: Vec<&String> = extra.iter().skip_while(|arg| *arg == "--").collect();
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--locked"])
         .args(extra)
         .env("DATABASE_URL", db.url())
+        .env("TEST_REDIS_URL", redis.url())
         .env("SQLX_OFFLINE", "true");
     let result = run(&mut cmd);
+    drop(redis);
     drop(db);
     result?;
     lint_deploy()?;

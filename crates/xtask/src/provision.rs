@@ -59,6 +59,17 @@ pub fn ensure_mariadb() -> Result<(), String> {
     }
 }
 
+/// Redis, for the shared-cache tests.
+pub fn ensure_redis() -> Result<(), String> {
+    if find("redis-server").is_some() {
+        return Ok(());
+    }
+    apt_install(&["redis-server"])?;
+    find("redis-server")
+        .map(drop)
+        .ok_or_else(|| "redis-server is still missing after installing it".into())
+}
+
 /// Chromium and ChromeDriver for the browser test.
 pub fn ensure_browser() -> Result<(), String> {
     let needed = ["chromium", "chromedriver"];

@@ -22,6 +22,7 @@
 //! `wait`) use [`Engine::wait_for`], which sleeps on a change counter.
 
 pub mod probe;
+pub mod shared;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -38,6 +39,7 @@ use tokio::time::Instant;
 use wire::Availability;
 
 pub use probe::{CountingProbe, FailingProbe, Probe, ProbeError, SimulatedProbe, Target};
+pub use shared::{RedisCache, SharedCache, SharedReading};
 
 /// A computed availability value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,27 @@ impl EngineSettings {
     fn retry_after(&self) -> Duration {
         (self.ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
+
+    /// When another replica holds an item's lease, look again this soon.
+    fn busy_retry(&self) -> Duration {
+        (self.ttl / 20).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
+    /// How long a lease is held: a prober that dies loses it after this.
+    fn lease(&self) -> Duration {
+        self.probe_timeout + Duration::from_secs(1)
+    }
+}
+
+/// How one scheduled check of an item ended.
+#[derive(Debug)]
+enum Outcome {
+    /// This replica ran the probe (the level and when it was measured).
+    Probed(Result<(Availability, DateTime<Utc>), ProbeError>),
+    /// Another replica probed within this TTL window; its value is taken over.
+    Adopted(SharedReading),
+    /// Another replica is probing right now.
+    Busy,
 }
 
 #[derive(Debug)]
@@ -117,6 +140,7 @@ impl State {
 #[derive(Debug, Clone)]
 struct EngineMetrics {
     probes: Family<Vec<(String, String)>, Counter>,
+    shared: Family<Vec<(String, String)>, Counter>,
     in_flight: Gauge,
     tracked: Gauge,
 }
@@ -125,6 +149,7 @@ impl EngineMetrics {
     fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             probes: Family::default(),
+            shared: Family::default(),
             in_flight: Gauge::default(),
             tracked: Gauge::default(),
         };
@@ -132,6 +157,11 @@ impl EngineMetrics {
             "availability_probes",
             "Availability probes finished, by outcome",
             metrics.probes.clone(),
+        );
+        registry.register(
+            "availability_shared",
+            "Shared-cache decisions: adopted (another replica probed), busy (it is probing), unavailable (worked alone)",
+            metrics.shared.clone(),
         );
         registry.register(
             "availability_probes_in_flight",
@@ -151,10 +181,19 @@ impl EngineMetrics {
             .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
             .inc();
     }
+
+    fn shared(&self, outcome: &str) {
+        self.shared
+            .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
+            .inc();
+    }
 }
 
 struct Inner {
     probe: Arc<dyn Probe>,
+    shared: Option<Arc<dyn SharedCache>>,
+    /// Whether the shared cache failed last time (to log transitions only).
+    shared_down: std::sync::atomic::AtomicBool,
     settings: EngineSettings,
     state: Mutex<State>,
     /// Bumped whenever a value lands; `wait_for` sleeps on it.
@@ -181,10 +220,22 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Creates an engine; nothing is probed until [`Engine::run`] is polled.
     pub fn new(probe: Arc<dyn Probe>, settings: EngineSettings, registry: &mut Registry) -> Self {
+        Self::with_shared_cache(probe, None, settings, registry)
+    }
+
+    /// An engine that coordinates with other replicas through `shared`.
+    pub fn with_shared_cache(
+        probe: Arc<dyn Probe>,
+        shared: Option<Arc<dyn SharedCache>>,
+        settings: EngineSettings,
+        registry: &mut Registry,
+    ) -> Self {
         let (landed, _) = watch::channel(0);
         Self {
             inner: Arc::new(Inner {
                 probe,
+                shared,
+                shared_down: std::sync::atomic::AtomicBool::new(false),
                 settings,
                 state: Mutex::new(State::default()),
                 landed,
@@ -332,8 +383,8 @@ impl Engine {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 () = &mut shutdown => return,
-                Some((target, started, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                    self.record(&target, started, result);
+                Some((target, started, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.record(&target, started, outcome);
                 }
                 () = tokio::time::sleep_until(wake_at) => {}
                 () = self.inner.wake.notified() => {}
@@ -344,21 +395,84 @@ impl Engine {
     fn probe_once(
         &self,
         target: Arc<Target>,
-    ) -> impl std::future::Future<Output = (Arc<Target>, Instant, Result<Availability, ProbeError>)>
-    + use<> {
-        let probe = Arc::clone(&self.inner.probe);
-        let limit = self.inner.settings.probe_timeout;
+    ) -> impl std::future::Future<Output = (Arc<Target>, Instant, Outcome)> + use<> {
+        let engine = self.clone();
         async move {
             let started = Instant::now();
-            let result = match tokio::time::timeout(limit, probe.check(&target)).await {
-                Ok(result) => result,
-                Err(_) => Err(ProbeError(format!("no answer within {limit:?}"))),
-            };
-            (target, started, result)
+            let outcome = engine.check(&target).await;
+            (target, started, outcome)
         }
     }
 
-    fn record(&self, target: &Target, started: Instant, result: Result<Availability, ProbeError>) {
+    /// One scheduled check: through the shared cache when there is one.
+    async fn check(&self, target: &Target) -> Outcome {
+        let Some(shared) = self.inner.shared.clone() else {
+            return Outcome::Probed(self.probe(target).await);
+        };
+        let settings = self.inner.settings;
+        let started_at = Utc::now();
+        let coordinated = async {
+            if let Some(reading) = shared.load(target.id).await? {
+                let age = (started_at - reading.started_at)
+                    .to_std()
+                    .unwrap_or_default();
+                if age < settings.ttl {
+                    return Ok(Outcome::Adopted(reading));
+                }
+            }
+            if !shared.try_lease(target.id, settings.lease()).await? {
+                return Ok(Outcome::Busy);
+            }
+            let result = self.probe(target).await;
+            if let Ok((level, checked_at)) = result {
+                let reading = SharedReading {
+                    level,
+                    checked_at,
+                    started_at,
+                };
+                shared.store(target.id, reading, settings.ttl * 3).await?;
+            }
+            Ok::<_, shared::SharedError>(Outcome::Probed(result))
+        };
+        match coordinated.await {
+            Ok(outcome) => {
+                if self
+                    .inner
+                    .shared_down
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::info!("shared availability cache reachable again");
+                }
+                outcome
+            }
+            Err(err) => {
+                self.inner.metrics.shared("unavailable");
+                if !self
+                    .inner
+                    .shared_down
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(error = %err, "shared availability cache unavailable; probing locally");
+                }
+                Outcome::Probed(self.probe(target).await)
+            }
+        }
+    }
+
+    /// Runs the probe with its time limit; the time of measurement is kept to
+    /// the millisecond, as it travels through the shared cache.
+    async fn probe(&self, target: &Target) -> Result<(Availability, DateTime<Utc>), ProbeError> {
+        let limit = self.inner.settings.probe_timeout;
+        let level = match tokio::time::timeout(limit, self.inner.probe.check(target)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(ProbeError(format!("no answer within {limit:?}"))),
+        };
+        let now = Utc::now();
+        let checked_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        Ok((level, checked_at))
+    }
+
+    fn record(&self, target: &Target, started: Instant, outcome: Outcome) {
         let settings = self.inner.settings;
         let landed = {
             let mut state = self.state();
@@ -366,19 +480,33 @@ impl Engine {
                 // Deleted while its probe ran.
                 return;
             };
-            let (landed, next) = match result {
-                Ok(level) => {
-                    slot.reading = Some(Reading {
-                        level,
-                        checked_at: Utc::now(),
-                    });
+            let (landed, next) = match outcome {
+                Outcome::Probed(Ok((level, checked_at))) => {
+                    slot.reading = Some(Reading { level, checked_at });
                     self.inner.metrics.finished("ok");
                     (true, started + settings.ttl)
                 }
-                Err(err) => {
+                Outcome::Probed(Err(err)) => {
                     tracing::warn!(id = target.id, error = %err, "availability probe failed; keeping the last value");
                     self.inner.metrics.finished("error");
                     (false, Instant::now() + settings.retry_after())
+                }
+                Outcome::Adopted(reading) => {
+                    slot.reading = Some(Reading {
+                        level: reading.level,
+                        checked_at: reading.checked_at,
+                    });
+                    self.inner.metrics.shared("adopted");
+                    // Next check one TTL after the *other* replica's probe started.
+                    let age = (Utc::now() - reading.started_at)
+                        .to_std()
+                        .unwrap_or_default();
+                    let their_start = Instant::now().checked_sub(age).unwrap_or(started);
+                    (true, their_start + settings.ttl)
+                }
+                Outcome::Busy => {
+                    self.inner.metrics.shared("busy");
+                    (false, Instant::now() + settings.busy_retry())
                 }
             };
             state.enqueue(target.id, next);

@@ -9,4 +9,5 @@ mod availability;
 mod contract;
 mod helpers;
 mod migrations;
+mod shared_cache;
 mod writes;
