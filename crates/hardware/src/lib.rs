@@ -105,6 +105,7 @@ impl Application {
             max_wait: settings.availability_max_wait,
             registry: Arc::new(registry),
             migrated: Arc::new(AtomicBool::new(false)),
+            full_list: api::FullListCache::default(),
         };
         let listener = TcpListener::bind(settings.listen)
             .await

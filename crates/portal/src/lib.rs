@@ -92,6 +92,7 @@ impl Application {
             stale_after: settings.stale_after,
             instance: settings.instance(),
             shutdown: shutdown.clone(),
+            pages: web::PageCache::default(),
         };
         let router = web::router(state, http_metrics, tls.is_some());
         let registry = Arc::new(registry);

@@ -7,10 +7,12 @@
 //! - `run`: the whole stack natively on loopback (no Docker), Ctrl-C stops it.
 //! - `db`: start a throwaway MariaDB and print its `DATABASE_URL`; Ctrl-C stops it.
 //! - `e2e`: the real docker-compose.yml under Docker, asserted from outside (docker/ci/e2e.sh).
+//! - `bench`: the performance figures, written to BENCHMARKS.md.
 //! - `sqlx-prepare`: regenerate `.sqlx/` (compile-time query metadata).
 //!
 //! In CI (`CI=true`) nothing is ever skipped: a missing tool is an error.
 
+mod bench;
 mod mariadb;
 mod provision;
 mod redis;
@@ -31,6 +33,15 @@ fn main() -> ExitCode {
         "sqlx-prepare" => sqlx_prepare(),
         "e2e" => e2e(),
         "lint-deploy" => lint_deploy(),
+        "bench" => {
+            let seconds = rest
+                .iter()
+                .position(|a| a == "--seconds")
+                .and_then(|i| rest.get(i + 1))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(5);
+            bench::run(seconds)
+        }
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -55,6 +66,8 @@ Tasks:
                    the whole stack natively: throwaway MariaDB, N hardware replicas,
                    the portal on http://127.0.0.1:P (default 5000); Ctrl-C stops all
   db               start a throwaway MariaDB on loopback and print DATABASE_URL
+  bench [--seconds S]
+                   release builds on loopback under wrk; writes BENCHMARKS.md
   lint-deploy      static checks of docker-compose.yml, Dockerfiles (and k8s/)
   e2e              the compose end-to-end proof (Docker; stand-ins for unpullable images)
   sqlx-prepare     regenerate .sqlx/ after changing a query or a migration

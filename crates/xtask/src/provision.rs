@@ -59,6 +59,17 @@ pub fn ensure_mariadb() -> Result<(), String> {
     }
 }
 
+/// Installs `packages` unless `program` is already there.
+pub fn ensure_packages(packages: &[&str], program: &str) -> Result<(), String> {
+    if find(program).is_some() {
+        return Ok(());
+    }
+    apt_install(packages)?;
+    find(program)
+        .map(drop)
+        .ok_or_else(|| format!("{program} is still missing after installing it"))
+}
+
 /// Redis, for the shared-cache tests.
 pub fn ensure_redis() -> Result<(), String> {
     if find("redis-server").is_some() {

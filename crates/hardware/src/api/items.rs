@@ -9,7 +9,7 @@ use crate::engine::Reading;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wire::{Availability, Item, ItemInput};
 
@@ -25,6 +25,61 @@ fn item(record: &Record, reading: Option<Reading>) -> Item {
         name: record.name.clone(),
         availability: reading.map_or(Availability::Unknown, |r| r.level),
         checked_at: reading.map(|r| r.checked_at),
+    }
+}
+
+/// The JSON of the unfiltered list, reused while neither the inventory
+/// snapshot nor any availability value changed (a new value bumps the engine
+/// version), so it is exactly what serializing anew would produce.
+#[derive(Debug, Clone, Default)]
+pub struct FullListCache {
+    inner: std::sync::Arc<std::sync::Mutex<Option<FullList>>>,
+}
+
+#[derive(Debug)]
+struct FullList {
+    /// Held, not just compared by address, so a freed snapshot's address
+    /// can never be mistaken for a new one's.
+    snapshot: std::sync::Arc<crate::inventory::Snapshot>,
+    engine_version: u64,
+    body: axum::body::Bytes,
+}
+
+impl FullListCache {
+    fn get_or_render(
+        &self,
+        snapshot: &std::sync::Arc<crate::inventory::Snapshot>,
+        state: &AppState,
+    ) -> Result<axum::body::Bytes, ApiError> {
+        // Read the version before the values, so a value landing in between
+        // makes the next request render again rather than serve it stale.
+        let version = state.engine.version();
+        let mut cached = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = cached.as_ref()
+            && std::sync::Arc::ptr_eq(&list.snapshot, snapshot)
+            && list.engine_version == version
+        {
+            return Ok(list.body.clone());
+        }
+        let readings = state.engine.readings(snapshot.records.iter().map(|r| r.id));
+        let items: Vec<Item> = snapshot
+            .records
+            .iter()
+            .zip(readings)
+            .map(|(record, reading)| item(record, reading))
+            .collect();
+        let body = axum::body::Bytes::from(
+            serde_json::to_vec(&items).map_err(|err| ApiError::Internal(err.into()))?,
+        );
+        *cached = Some(FullList {
+            snapshot: std::sync::Arc::clone(snapshot),
+            engine_version: version,
+            body: body.clone(),
+        });
+        Ok(body)
     }
 }
 
@@ -75,6 +130,29 @@ pub async fn list(
                 .collect()
         };
         state.engine.wait_for(&waited, wait).await;
+    }
+
+    let unfiltered = query.provider.is_none()
+        && query.q.is_none()
+        && query.availability.is_none()
+        && query.limit.is_none()
+        && query.offset == 0;
+    if unfiltered {
+        let body = state.full_list.get_or_render(&snapshot, &state)?;
+        return Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (
+                    HeaderName::from_static(wire::TOTAL_COUNT),
+                    HeaderValue::from(snapshot.records.len()),
+                ),
+            ],
+            body,
+        )
+            .into_response());
     }
 
     let readings = state

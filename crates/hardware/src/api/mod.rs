@@ -15,6 +15,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use error::ApiError;
+pub use items::FullListCache;
 use ops::metrics::HttpMetrics;
 use prometheus_client::registry::Registry;
 use sqlx::MySqlPool;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Set once the embedded migrations were seen applied (it never turns false).
     pub migrated: Arc<AtomicBool>,
+    /// The serialized unfiltered list (what the portal and old clients ask for).
+    pub full_list: items::FullListCache,
 }
 
 /// The router with every route and the shared middleware.

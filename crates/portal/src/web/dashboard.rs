@@ -83,7 +83,18 @@ pub async fn page(
     };
     let now = Utc::now();
     let stale = view.is_stale(state.stale_after, now);
-    let html = render(&state, data, &filters, stale, now)?;
+    let key = filters.href(None, None);
+    let second = now.timestamp();
+    let html = match state.pages.get(&key, data.version, second, stale) {
+        Some(page) => page,
+        None => {
+            let page = axum::body::Bytes::from(render(&state, data, &filters, stale, now)?);
+            state
+                .pages
+                .put(key, data.version, second, stale, page.clone());
+            page
+        }
+    };
     let mut response = Html(html).into_response();
     // The page is a view of live data: never cache it.
     response

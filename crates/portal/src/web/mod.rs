@@ -1,6 +1,7 @@
 //! The public HTTP surface: dashboard, live updates, assets, health.
 
 mod assets;
+mod cache;
 mod dashboard;
 mod error;
 mod events;
@@ -10,6 +11,7 @@ use crate::catalog::Catalog;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::get;
+pub use cache::PageCache;
 pub use error::PageError;
 use ops::metrics::HttpMetrics;
 use std::time::Duration;
@@ -25,6 +27,8 @@ pub struct WebState {
     pub instance: String,
     /// Cancelled at shutdown, so long-lived event streams end and the drain finishes.
     pub shutdown: CancellationToken,
+    /// Rendered pages, reused until the data, the second or the stale flag changes.
+    pub pages: cache::PageCache,
 }
 
 /// Content Security Policy: only our own compiled-in CSS and JS, no inline
