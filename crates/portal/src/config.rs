@@ -76,6 +76,14 @@ pub struct Settings {
     #[arg(long, env = "PAGE_SIZE", default_value_t = 50)]
     pub page_size: usize,
 
+    /// Requests per second one client address may make (0 turns limiting off).
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 50)]
+    pub rate_limit_per_second: u32,
+
+    /// Requests one client may make in a burst above that rate.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 100)]
+    pub rate_limit_burst: u32,
+
     /// PEM certificate chain; with TLS_KEY_FILE, serve HTTPS.
     #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,

@@ -94,7 +94,9 @@ impl Application {
             shutdown: shutdown.clone(),
             pages: web::PageCache::default(),
         };
-        let router = web::router(state, http_metrics, tls.is_some());
+        let limiter =
+            web::limit::RateLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst);
+        let router = web::router(state, http_metrics, limiter, tls.is_some());
         let registry = Arc::new(registry);
         let admin_router = axum::Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -192,9 +194,13 @@ impl Application {
                 let public = axum::serve::ListenerExt::tap_io(self.public, |tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                axum::serve(public, self.router)
-                    .with_graceful_shutdown(stop.clone().cancelled_owned())
-                    .await
+                axum::serve(
+                    public,
+                    self.router
+                        .into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .await
             }
         };
         tracing::info!("portal stopped");
@@ -220,6 +226,6 @@ async fn serve_tls(
     let listener = listener.into_std()?;
     axum_server::from_tcp_rustls(listener, tls)?
         .handle(handle)
-        .serve(router.into_make_service())
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
 }

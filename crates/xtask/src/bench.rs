@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const SIZES: [usize; 4] = [2, 200, 2_000, 10_000];
 const CONNECTIONS: [u32; 3] = [50, 200, 1000];
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -23,7 +23,10 @@ fn free_port() -> Result<u16, String> {
 }
 
 /// One GET over a fresh connection: status, body, time to first byte, total.
-fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>, Duration, Duration), String> {
+pub(crate) fn http_get(
+    port: u16,
+    path: &str,
+) -> Result<(u16, Vec<u8>, Duration, Duration), String> {
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
@@ -52,7 +55,7 @@ fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>, Duration, Duration),
     Ok((status, raw[body_at.min(raw.len())..].to_vec(), ttfb, total))
 }
 
-fn wait_for_200(port: u16, path: &str, limit: Duration) -> Result<Duration, String> {
+pub(crate) fn wait_for_200(port: u16, path: &str, limit: Duration) -> Result<Duration, String> {
     let started = Instant::now();
     while started.elapsed() < limit {
         if let Ok((200, ..)) = http_get(port, path) {
@@ -63,7 +66,7 @@ fn wait_for_200(port: u16, path: &str, limit: Duration) -> Result<Duration, Stri
     Err(format!("127.0.0.1:{port}{path} not 200 within {limit:?}"))
 }
 
-fn rss_mb(child: &Child) -> f64 {
+pub(crate) fn rss_mb(child: &Child) -> f64 {
     std::fs::read_to_string(format!("/proc/{}/status", child.id()))
         .ok()
         .and_then(|status| {
@@ -77,7 +80,7 @@ fn rss_mb(child: &Child) -> f64 {
 }
 
 /// Sum of a metric's samples whose line contains `filter`.
-fn metric(port: u16, name: &str, filter: &str) -> f64 {
+pub(crate) fn metric(port: u16, name: &str, filter: &str) -> f64 {
     http_get(port, "/metrics")
         .map(|(_, body, ..)| {
             String::from_utf8_lossy(&body)
@@ -94,7 +97,7 @@ fn metric(port: u16, name: &str, filter: &str) -> f64 {
 }
 
 /// A service process, stopped with SIGTERM (then SIGKILL) on drop.
-struct Service(Child);
+pub(crate) struct Service(pub(crate) Child);
 
 impl Drop for Service {
     fn drop(&mut self) {
@@ -120,7 +123,11 @@ fn log_file(name: &str) -> Result<std::fs::File, String> {
     std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())
 }
 
-fn start_hardware(db: &MariaDb, port: u16, envs: &[(&str, String)]) -> Result<Service, String> {
+pub(crate) fn start_hardware(
+    db: &MariaDb,
+    port: u16,
+    envs: &[(&str, String)],
+) -> Result<Service, String> {
     let mut cmd = Command::new(bin("hardware"));
     cmd.env("DATABASE_URL", db.url())
         .env("HARDWARE_LISTEN", format!("127.0.0.1:{port}"))
@@ -139,8 +146,16 @@ fn start_hardware(db: &MariaDb, port: u16, envs: &[(&str, String)]) -> Result<Se
         .map_err(|e| format!("hardware: {e}"))
 }
 
-fn start_portal(hardware_urls: &str, port: u16, admin: u16) -> Result<Service, String> {
+/// `unlimited`: rate limiting off, since every request of a load generator
+/// comes from one address.
+pub(crate) fn start_portal(
+    hardware_urls: &str,
+    port: u16,
+    admin: u16,
+    unlimited: bool,
+) -> Result<Service, String> {
     Command::new(bin("portal"))
+        .env("RATE_LIMIT_PER_SECOND", if unlimited { "0" } else { "50" })
         .env("HARDWARE_URL", hardware_urls)
         .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
         .env("PORTAL_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
@@ -155,13 +170,13 @@ fn start_portal(hardware_urls: &str, port: u16, admin: u16) -> Result<Service, S
 
 /// What one wrk run measured.
 #[derive(Debug, Default, Clone)]
-struct Load {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    requests: u64,
-    errors: u64,
+pub(crate) struct Load {
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
 }
 
 fn to_ms(text: &str) -> f64 {
@@ -177,7 +192,7 @@ fn to_ms(text: &str) -> f64 {
     }
 }
 
-fn wrk(port: u16, path: &str, connections: u32, seconds: u64) -> Result<Load, String> {
+pub(crate) fn wrk(port: u16, path: &str, connections: u32, seconds: u64) -> Result<Load, String> {
     let script = format!(
         "ulimit -n 65536 2>/dev/null || ulimit -n 4096; exec wrk -t2 -c{connections} -d{seconds}s --timeout 5s --latency http://127.0.0.1:{port}{path}"
     );
@@ -258,6 +273,7 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult, Stri
         &format!("http://127.0.0.1:{hw_port}"),
         portal_port,
         admin_port,
+        true,
     )?;
     let portal_ready = {
         let mut waited = Duration::ZERO;

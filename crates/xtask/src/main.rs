@@ -7,12 +7,14 @@
 //! - `run`: the whole stack natively on loopback (no Docker), Ctrl-C stops it.
 //! - `db`: start a throwaway MariaDB and print its `DATABASE_URL`; Ctrl-C stops it.
 //! - `e2e`: the real docker-compose.yml under Docker, asserted from outside (docker/ci/e2e.sh).
+//! - `drill`: fault drills against release builds (part of `test`).
 //! - `bench`: the performance figures, written to BENCHMARKS.md.
 //! - `sqlx-prepare`: regenerate `.sqlx/` (compile-time query metadata).
 //!
 //! In CI (`CI=true`) nothing is ever skipped: a missing tool is an error.
 
 mod bench;
+mod drill;
 mod mariadb;
 mod provision;
 mod redis;
@@ -33,6 +35,15 @@ fn main() -> ExitCode {
         "sqlx-prepare" => sqlx_prepare(),
         "e2e" => e2e(),
         "lint-deploy" => lint_deploy(),
+        "drill" => {
+            let seconds = rest
+                .iter()
+                .position(|a| a == "--soak-seconds")
+                .and_then(|i| rest.get(i + 1))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(60);
+            drill::run(seconds)
+        }
         "bench" => {
             let seconds = rest
                 .iter()
@@ -68,6 +79,8 @@ Tasks:
   db               start a throwaway MariaDB on loopback and print DATABASE_URL
   bench [--seconds S]
                    release builds on loopback under wrk; writes BENCHMARKS.md
+  drill [--soak-seconds S]
+                   fault drills on loopback (soak, replica killed, hardware hung/down)
   lint-deploy      static checks of docker-compose.yml, Dockerfiles (and k8s/)
   e2e              the compose end-to-end proof (Docker; stand-ins for unpullable images)
   sqlx-prepare     regenerate .sqlx/ after changing a query or a migration

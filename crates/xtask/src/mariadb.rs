@@ -156,15 +156,25 @@ impl MariaDb {
         Err("mariadbd did not come up within 60 s".into())
     }
 
-    /// Runs SQL as root over the server's socket.
+    /// Runs SQL as root over the server's socket (fed on stdin: no size limit).
     pub fn sql(&self, statements: &str) -> Result<(), String> {
-        let out = Command::new(program("mariadb")?)
+        use std::io::Write as _;
+        let mut child = Command::new(program("mariadb")?)
             .arg("--no-defaults")
             .arg("-uroot")
             .arg(format!("--socket={}", self.dir.join("sock").display()))
-            .arg("-e")
-            .arg(statements)
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|err| format!("mariadb client: {err}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(statements.as_bytes())
+                .map_err(|err| format!("mariadb client: {err}"))?;
+        }
+        let out = child
+            .wait_with_output()
             .map_err(|err| format!("mariadb client: {err}"))?;
         if out.status.success() {
             Ok(())

@@ -7,6 +7,8 @@
 
 mod availability;
 mod contract;
+mod drills;
+mod hardening;
 mod helpers;
 mod migrations;
 mod shared_cache;

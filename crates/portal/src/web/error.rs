@@ -23,6 +23,9 @@ pub enum PageError {
     /// 503 + `Retry-After`: no data has ever been received from hardware.
     #[error("hardware unavailable")]
     Unavailable,
+    /// 429 + `Retry-After` (seconds): this client sent too many requests.
+    #[error("too many requests")]
+    TooManyRequests(u64),
 }
 
 /// Seconds a visitor (or a crawler) is asked to wait after a 503.
@@ -46,15 +49,25 @@ impl IntoResponse for PageError {
                 "Availability data is not available yet",
                 "The hardware service has not answered yet. This page will work again in a few seconds; please retry.",
             ),
+            Self::TooManyRequests(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "This address sent requests faster than the portal serves one visitor. Please wait a moment and reload.",
+            ),
         };
         let body = ErrorPage { title, message }
             .render()
             .unwrap_or_else(|_| format!("{title}: {message}"));
         let mut response = (status, Html(body)).into_response();
-        if matches!(self, Self::Unavailable) {
+        let retry_after = match self {
+            Self::Unavailable => Some(u64::from(RETRY_AFTER_SECS)),
+            Self::TooManyRequests(seconds) => Some(seconds),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             response
                 .headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -5,6 +5,7 @@ mod cache;
 mod dashboard;
 mod error;
 mod events;
+pub mod limit;
 mod view;
 
 use crate::catalog::Catalog;
@@ -37,7 +38,12 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The public router.
-pub fn router(state: WebState, http_metrics: HttpMetrics, tls: bool) -> Router {
+pub fn router(
+    state: WebState,
+    http_metrics: HttpMetrics,
+    limiter: Option<limit::RateLimiter>,
+    tls: bool,
+) -> Router {
     let instance = state.instance.clone();
     let routes = Router::new()
         .route("/", get(dashboard::page))
@@ -55,6 +61,13 @@ pub fn router(state: WebState, http_metrics: HttpMetrics, tls: bool) -> Router {
         ))
         .fallback(|| async { PageError::NotFound })
         .with_state(state);
+    let routes = match limiter {
+        Some(limiter) => routes.layer(axum::middleware::from_fn_with_state(
+            limiter,
+            limit::enforce,
+        )),
+        None => routes,
+    };
     let routes = with_security_headers(routes, tls);
     ops::http::observe(routes, &instance)
 }

@@ -188,3 +188,88 @@ async fn assets_are_served_and_unknown_pages_are_friendly_404s() {
         "metrics are not public"
     );
 }
+
+#[tokio::test]
+async fn hostile_query_strings_get_a_400_or_a_normal_page_never_a_500() {
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    let hostile = [
+        "/?q=%FF%FE%FD",                                          // not UTF-8
+        "/?q=%00%01%02",                                          // control bytes
+        "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E",                // markup
+        "/?q=%27%20OR%201%3D1%3B%20DROP%20TABLE%20hardware%3B--", // SQL
+        "/?provider=..%2F..%2Fetc%2Fpasswd",
+        "/?level[]=HIGH&level[]=LOW",
+        "/?page=99999999999999999999999",
+        "/?per_page=-1",
+        "/?q=%", // truncated escape
+        "/?&&&==&",
+        "/?sort=name&sort=provider", // duplicated key
+    ];
+    for uri in hostile {
+        let (status, _, body) = get(&app.router(), uri).await;
+        assert!(status == 200 || status == 400, "{uri}: {status}");
+        assert!(!body.contains("<script>alert"), "{uri}: reflected markup");
+    }
+    let huge = format!("/?q={}", "%41".repeat(20_000));
+    assert_eq!(get(&app.router(), &huge).await.0, 400);
+}
+
+#[tokio::test]
+async fn one_client_over_its_rate_gets_a_friendly_429_while_others_are_served() {
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let app = build_portal(
+        &stub.url(),
+        &["--rate-limit-per-second=1", "--rate-limit-burst=3"],
+    )
+    .await;
+    let from = |ip: &str| {
+        let addr: std::net::SocketAddr = format!("{ip}:40000").parse().expect("addr");
+        let mut request = Request::get("/").body(Body::empty()).expect("request");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        request
+    };
+    for _ in 0..3 {
+        let response = app
+            .router()
+            .oneshot(from("192.0.2.7"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), 200);
+    }
+    let limited = app
+        .router()
+        .oneshot(from("192.0.2.7"))
+        .await
+        .expect("infallible");
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let body = axum::body::to_bytes(limited.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    assert!(String::from_utf8_lossy(&body).contains("Too many requests"));
+    let other = app
+        .router()
+        .oneshot(from("192.0.2.8"))
+        .await
+        .expect("infallible");
+    assert_eq!(other.status(), 200, "another client is not starved");
+    let health = Request::get("/healthz")
+        .body(Body::empty())
+        .expect("request");
+    let mut health = health;
+    health.extensions_mut().insert(axum::extract::ConnectInfo(
+        "192.0.2.7:1".parse::<std::net::SocketAddr>().expect("addr"),
+    ));
+    assert_eq!(
+        app.router()
+            .oneshot(health)
+            .await
+            .expect("infallible")
+            .status(),
+        200,
+        "probes exempt"
+    );
+}
