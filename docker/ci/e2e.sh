@@ -15,7 +15,7 @@ cd "$root"
 if command -v docker-compose > /dev/null; then compose=(docker-compose); else compose=(docker compose); fi
 export COMPOSE_PROJECT_NAME="hpe2e$$"
 export RUST_IMAGE=debian:bookworm-slim RUNTIME_IMAGE=hp-ci/runtime PREBUILT=true
-export MARIADB_IMAGE=hp-ci/mariadb:10.11 PROBE_DELAY=1s REFRESH_INTERVAL=200ms UPSTREAM_RESOLVE_INTERVAL=1s UPSTREAM_EJECT_FOR=2s
+export MARIADB_IMAGE=hp-ci/mariadb:10.11 REDIS_IMAGE=hp-ci/redis:7 PROBE_DELAY=1s REFRESH_INTERVAL=200ms UPSTREAM_RESOLVE_INTERVAL=1s UPSTREAM_EJECT_FOR=2s
 export PORTAL_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 portal="http://127.0.0.1:$PORTAL_PORT"
 passed=0; failed=0
@@ -58,7 +58,7 @@ done
 echo "== up"
 dc up -d > /tmp/e2e-up-$$.log 2>&1 || { tail -30 /tmp/e2e-up-$$.log; }
 check "db, hardware and portal healthy" wait_healthy portal 1 120
-for service in db hardware; do
+for service in db redis hardware; do
   check "$service healthy" [ "$(health "$(container "$service")")" = healthy ]
 done
 echo "e2e figure: cold up to healthy portal in $((SECONDS - started)) s (including image build)"
@@ -73,10 +73,10 @@ check "/ shows the seed row H16mr" page_has '>H16mr<'
 
 echo "== isolation"
 published() { docker inspect --format '{{range $p, $b := .NetworkSettings.Ports}}{{if $b}}{{$p}} {{end}}{{end}}' "$1"; }
-for service in hardware db; do
+for service in hardware db redis; do
   check "$service publishes no port" [ -z "$(published "$(container "$service")")" ]
 done
-for target in hardware db; do
+for target in hardware db redis; do
   check "a container on the public network cannot resolve $target" fails probe public getent hosts "$target"
 done
 hw_ip=$(docker inspect --format "{{(index .NetworkSettings.Networks \"${COMPOSE_PROJECT_NAME}_backend\").IPAddress}}" "$(container hardware)")
@@ -98,6 +98,15 @@ shares=$(join <(echo "$before" | sort) <(echo "$after" | sort) | awk '{d[$1] = $
 echo "$shares" | sed 's/^/e2e figure: replica calls share /'
 spread_ok() { [ "$(echo "$shares" | wc -l)" -eq 3 ] && echo "$shares" | awk '{ if ($3 < 0.23 || $3 > 0.43) bad = 1 } END { exit bad }'; }
 check "portal traffic reaches all 3 replicas, each 33 % ± 10 %" spread_ok
+
+metrics_all() { for id in $(container hardware); do
+  docker run --rm --network "container:$id" hp-ci/probe curl -fsS --max-time 3 http://127.0.0.1:5001/metrics
+done; }
+all=$(metrics_all)
+probes=$(awk '/^hardware_availability_probes_total\{outcome="ok"\}/ {s += $2} END {print s + 0}' <<< "$all")
+adopted=$(awk '/^hardware_availability_shared_total\{outcome="adopted"\}/ {s += $2} END {print s + 0}' <<< "$all")
+echo "e2e figure: across 3 replicas sharing Redis: $probes probes run, $adopted values adopted from another replica"
+check "replicas share values through Redis (the new replicas adopted instead of probing)" [ "$adopted" -gt 0 ]
 
 echo "== one replica killed under load"
 victim=$(container hardware | head -1)

@@ -4,6 +4,7 @@
 #   debian:bookworm-slim   debootstrap of Debian's mirror (the one apt uses here)
 #   hp-ci/runtime          a distroless/cc-like root: glibc, libgcc, passwd with nonroot 65532
 #   hp-ci/mariadb:10.11    Debian's mariadb-server behind the official image's conventions
+#   hp-ci/redis:7          Debian's redis-server as uid 999
 #   hp-ci/probe            curl on Debian, for network isolation checks
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -38,5 +39,6 @@ if ! have hp-ci/runtime; then
 fi
 
 have hp-ci/mariadb:10.11 || docker build -q -t hp-ci/mariadb:10.11 mariadb > /dev/null
+have hp-ci/redis:7 || docker build -q -t hp-ci/redis:7 redis > /dev/null
 have hp-ci/probe || docker build -q -t hp-ci/probe probe > /dev/null
 echo "stand-ins: ready"

@@ -599,5 +599,17 @@ Load: `wrk -t2 -cC -dDs --latency`.\n"
         out,
         "\nThe reference Flask version serves 9.75 req/s at c=50 (5 s per page, one thread per row)."
     );
+    let _ = writeln!(out, "\n## How to read this\n");
+    let _ = writeln!(
+        out,
+        "- The load generator shares the 2 cores with the server, so every figure, the limit \
+included, is what is left after wrk takes its part.\n\
+- `/` renders from the portal's in-memory catalog and reuses a rendered page for the same \
+view, data version and second; its cost hardly depends on the number of items.\n\
+- `/hardware/` returns every item (≈ 100 bytes each): from a few thousand items on it is bound \
+by the bytes it moves, and the limit row (an {page_bytes}-byte page) is not a fair yardstick \
+there. Clients that need less use `limit`/`offset` or the filters.\n\
+- RSS after load includes buffers kept by the allocator after 1000 concurrent connections."
+    );
     out
 }

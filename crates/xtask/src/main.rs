@@ -144,6 +144,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     drop(db);
     result?;
     lint_deploy()?;
+    drill::run(60)?;
     // The compose proof: always in CI; elsewhere when a Docker engine answers.
     match provision::docker_usable() {
         Ok(()) => e2e(),
