@@ -7,6 +7,7 @@
 //! - `run`: the whole stack natively on loopback (no Docker), Ctrl-C stops it.
 //! - `db`: start a throwaway MariaDB and print its `DATABASE_URL`; Ctrl-C stops it.
 //! - `e2e`: the real docker-compose.yml under Docker, asserted from outside (docker/ci/e2e.sh).
+//! - `fuzz`: schemathesis against the hardware API's OpenAPI document.
 //! - `drill`: fault drills against release builds (part of `test`).
 //! - `bench`: the performance figures, written to BENCHMARKS.md.
 //! - `sqlx-prepare`: regenerate `.sqlx/` (compile-time query metadata).
@@ -15,6 +16,7 @@
 
 mod bench;
 mod drill;
+mod fuzz;
 mod mariadb;
 mod provision;
 mod redis;
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         "sqlx-prepare" => sqlx_prepare(),
         "e2e" => e2e(),
         "lint-deploy" => lint_deploy(),
+        "fuzz" => fuzz::run(),
         "drill" => {
             let seconds = rest
                 .iter()
@@ -81,6 +84,7 @@ Tasks:
                    release builds on loopback under wrk; writes BENCHMARKS.md
   drill [--soak-seconds S]
                    fault drills on loopback (soak, replica killed, hardware hung/down)
+  fuzz             schemathesis against hardware's /openapi.json (≥ 1,000 cases)
   lint-deploy      static checks of docker-compose.yml, Dockerfiles (and k8s/)
   e2e              the compose end-to-end proof (Docker; stand-ins for unpullable images)
   sqlx-prepare     regenerate .sqlx/ after changing a query or a migration
@@ -122,6 +126,7 @@ fn cargo() -> Command {
 fn test(extra: &[String]) -> Result<(), String> {
     provision::ensure_mariadb()?;
     provision::ensure_redis()?;
+    provision::ensure_packages(&["wrk"], "wrk")?;
     let browser = provision::ensure_browser();
     match (&browser, in_ci()) {
         (Ok(()), _) => {}
@@ -144,6 +149,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     drop(db);
     result?;
     lint_deploy()?;
+    fuzz::run()?;
     drill::run(60)?;
     // The compose proof: always in CI; elsewhere when a Docker engine answers.
     match provision::docker_usable() {

@@ -10,6 +10,8 @@ use wire::Availability;
 
 /// Most items one page may hold.
 pub const MAX_LIMIT: usize = 1000;
+/// Largest offset accepted (documented in the OpenAPI schema).
+pub const MAX_OFFSET: usize = 1_000_000_000_000;
 
 /// The raw parameters; unknown ones are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -48,10 +50,11 @@ impl ListQuery {
             .transpose()?;
         let offset = raw
             .offset
-            .map(|text| {
-                text.parse::<usize>().map_err(|_| {
-                    ApiError::BadRequest("offset must be a whole number, 0 or more".into())
-                })
+            .map(|text| match text.parse::<usize>() {
+                Ok(n) if n <= MAX_OFFSET => Ok(n),
+                _ => Err(ApiError::BadRequest(format!(
+                    "offset must be a whole number from 0 to {MAX_OFFSET}"
+                ))),
             })
             .transpose()?
             .unwrap_or(0);
@@ -103,17 +106,30 @@ impl ListQuery {
     }
 }
 
-/// `wait` in seconds (`2`, `0.5`) or as a humantime duration (`250ms`).
+/// `wait` as documented in the OpenAPI schema: seconds with up to six
+/// decimals, optionally suffixed `s`, or whole milliseconds with `ms`
+/// (`2`, `0.5`, `2s`, `250ms`). Exactly that grammar, so what the schema
+/// allows is accepted and what it forbids is refused.
 fn parse_wait(text: &str) -> Result<Duration, ApiError> {
     let bad = || {
         ApiError::BadRequest(
-            "wait must be a number of seconds (e.g. 2 or 0.5) or a duration such as 250ms".into(),
+            "wait must be seconds (2, 0.5, 2s) or milliseconds (250ms), at most 9 digits".into(),
         )
     };
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).map_err(|_| bad());
+    let (number, millis) = match text.strip_suffix("ms") {
+        Some(number) => (number, true),
+        None => (text.strip_suffix('s').unwrap_or(text), false),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !digits(whole, 9) || (number.contains('.') && !digits(fraction, 6)) {
+        return Err(bad());
     }
-    humantime::parse_duration(text).map_err(|_| bad())
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = if millis { value / 1000.0 } else { value };
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass).
@@ -177,6 +193,10 @@ mod tests {
             ("wait", "-1"),
             ("wait", "NaN"),
             ("wait", "soon"),
+            ("wait", "1m"),
+            ("wait", "1e3"),
+            ("wait", "1234567890"),
+            ("wait", ".5"),
         ] {
             let err = ListQuery::parse(raw(&[(key, value)])).expect_err(value);
             assert!(err.to_string().starts_with(key), "{key}={value}: {err}");
@@ -184,9 +204,11 @@ mod tests {
     }
 
     #[test]
-    fn wait_accepts_humantime() {
-        let query = ListQuery::parse(raw(&[("wait", "250ms")])).expect("valid");
-        assert_eq!(query.wait, Some(Duration::from_millis(250)));
+    fn wait_accepts_seconds_and_milliseconds() {
+        for (text, expected) in [("250ms", 250), ("2s", 2000), ("0.5", 500), ("0", 0)] {
+            let query = ListQuery::parse(raw(&[("wait", text)])).expect(text);
+            assert_eq!(query.wait, Some(Duration::from_millis(expected)), "{text}");
+        }
     }
 
     #[test]
