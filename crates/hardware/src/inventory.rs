@@ -96,28 +96,21 @@ impl Inventory {
 
     /// Polls for changes every `period` until `shutdown`.
     pub async fn run(self, period: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticker.tick() => {}
-            }
-            match self.refresh().await {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!("inventory refresh works again");
-                }
-                Ok(()) => {}
-                // Log the transition, not every tick of an outage.
-                Err(err) if !failing => {
-                    failing = true;
+        let failing = std::sync::atomic::AtomicBool::new(false);
+        let failing = &failing;
+        let inventory = &self;
+        ops::periodic::every(period, shutdown, || async move {
+            let result = inventory.refresh().await;
+            let was_failing = failing.swap(result.is_err(), std::sync::atomic::Ordering::Relaxed);
+            // Log the transitions, not every tick of an outage.
+            match result {
+                Ok(()) if was_failing => tracing::info!("inventory refresh works again"),
+                Err(err) if !was_failing => {
                     tracing::warn!(error = %err, "cannot refresh the inventory; serving the last snapshot");
                 }
-                Err(_) => {}
+                _ => {}
             }
-        }
+        })
+        .await;
     }
 }

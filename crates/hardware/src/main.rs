@@ -3,7 +3,6 @@
 use clap::Parser;
 use hardware::config::{Cli, Command};
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -14,21 +13,11 @@ async fn main() -> ExitCode {
         Command::Migrate => hardware::migrate(&cli.settings).await.map(|()| {
             tracing::info!("database migrations applied");
         }),
-        Command::Healthcheck => {
-            let target = ops::healthcheck::local_target(cli.settings.listen);
-            ops::healthcheck::check(target, "/healthz", Duration::from_secs(3))
-                .await
-                .map_err(anyhow::Error::from)
-        }
+        Command::Healthcheck => ops::healthcheck::local(cli.settings.listen)
+            .await
+            .map_err(anyhow::Error::from),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // `{:#}` prints the whole cause chain on one line.
-            eprintln!("hardware: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ops::exit("hardware", result)
 }
 
 async fn serve(settings: &hardware::config::Settings) -> anyhow::Result<()> {

@@ -39,6 +39,12 @@ pub fn local_target(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
+/// `<binary> healthcheck`: `GET /healthz` on the local listener bound to
+/// `listen`, with a 3 s limit.
+pub async fn local(listen: SocketAddr) -> Result<(), HealthError> {
+    check(local_target(listen), "/healthz", Duration::from_secs(3)).await
+}
+
 /// `GET path` on `target`; Ok when the answer's status is 2xx within `timeout`.
 pub async fn check(target: SocketAddr, path: &str, timeout: Duration) -> Result<(), HealthError> {
     match tokio::time::timeout(timeout, exchange(target, path)).await {

@@ -167,18 +167,12 @@ impl Catalog {
 
     /// Refreshes every `period` until `shutdown`.
     pub async fn run(self, period: Duration, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticker.tick() => {
-                    let id = format!("portal-refresh-{}", uuid::Uuid::new_v4());
-                    let _ = self.refresh(&id).await;
-                }
-            }
-        }
+        let catalog = &self;
+        ops::periodic::every(period, shutdown, || async move {
+            let id = format!("portal-refresh-{}", uuid::Uuid::new_v4());
+            let _ = catalog.refresh(&id).await;
+        })
+        .await;
     }
 }
 

@@ -3,7 +3,6 @@
 use clap::Parser;
 use portal::config::{Cli, Command};
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -13,19 +12,12 @@ async fn main() -> ExitCode {
         Command::Serve => serve(&cli.settings).await,
         Command::Healthcheck => {
             // The admin listener is plain HTTP even when the public one is not.
-            let target = ops::healthcheck::local_target(cli.settings.admin_listen);
-            ops::healthcheck::check(target, "/healthz", Duration::from_secs(3))
+            ops::healthcheck::local(cli.settings.admin_listen)
                 .await
                 .map_err(anyhow::Error::from)
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("portal: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    ops::exit("portal", result)
 }
 
 async fn serve(settings: &portal::config::Settings) -> anyhow::Result<()> {

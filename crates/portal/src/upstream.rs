@@ -169,15 +169,8 @@ impl Upstream {
         period: Duration,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        tokio::pin!(shutdown);
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return,
-                _ = ticker.tick() => self.resolve().await,
-            }
-        }
+        let upstream = &self;
+        ops::periodic::every(period, shutdown, || upstream.resolve()).await;
     }
 
     /// The addresses currently known.

@@ -406,21 +406,7 @@ pub fn run(seconds: u64) -> Result<(), String> {
     if crate::provision::find("wrk").is_none() {
         crate::provision::ensure_packages(&["wrk"], "wrk")?;
     }
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(crate::workspace_root())
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "hardware",
-                "-p",
-                "portal",
-                "-p",
-                "baseline",
-            ]),
-    )?;
+    crate::build_release(&["hardware", "portal", "baseline"])?;
     let db = MariaDb::start()?;
     // Apply the migrations once with a short-lived hardware.
     {

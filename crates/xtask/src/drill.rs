@@ -37,19 +37,7 @@ fn signal(service: &Service, name: &str) {
 pub fn run(soak_seconds: u64) -> Result<(), String> {
     crate::provision::ensure_mariadb()?;
     crate::provision::ensure_packages(&["wrk"], "wrk")?;
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(crate::workspace_root())
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "-p",
-                "hardware",
-                "-p",
-                "portal",
-            ]),
-    )?;
+    crate::build_release(&["hardware", "portal"])?;
     let db = MariaDb::start()?;
     let mut tally = Tally {
         passed: 0,

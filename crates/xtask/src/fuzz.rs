@@ -24,11 +24,7 @@ pub fn run() -> Result<(), String> {
             SCHEMATHESIS,
         ]))?;
     }
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&root)
-            .args(["build", "--release", "--locked", "-p", "hardware"]),
-    )?;
+    crate::build_release(&["hardware"])?;
     let db = MariaDb::start()?;
     let token = format!("fuzz-{:x}-{:x}", std::process::id(), free_port()?);
     let token = format!("{token:0<24}");

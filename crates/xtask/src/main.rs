@@ -38,24 +38,8 @@ fn main() -> ExitCode {
         "e2e" => e2e(),
         "lint-deploy" => lint_deploy(),
         "fuzz" => fuzz::run(),
-        "drill" => {
-            let seconds = rest
-                .iter()
-                .position(|a| a == "--soak-seconds")
-                .and_then(|i| rest.get(i + 1))
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(60);
-            drill::run(seconds)
-        }
-        "bench" => {
-            let seconds = rest
-                .iter()
-                .position(|a| a == "--seconds")
-                .and_then(|i| rest.get(i + 1))
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(5);
-            bench::run(seconds)
-        }
+        "drill" => drill::run(flag(rest, "--soak-seconds", 60)),
+        "bench" => bench::run(flag(rest, "--seconds", 5)),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
             Ok(())
@@ -164,6 +148,25 @@ fn test(extra: &[String]) -> Result<(), String> {
     }
 }
 
+/// Release builds of `packages` (what bench, drills, fuzzing and e2e run).
+pub fn build_release(packages: &[&str]) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--locked"]);
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    run(&mut cmd)
+}
+
+/// The value after `--name` in `args`, parsed, or `default`.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn lint_deploy() -> Result<(), String> {
     run(Command::new("bash").arg(workspace_root().join("docker/ci/lint.sh")))
 }
@@ -172,15 +175,7 @@ fn e2e() -> Result<(), String> {
     provision::ensure_docker()?;
     let root = workspace_root();
     run(Command::new("bash").arg(root.join("docker/ci/standins.sh")))?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "hardware",
-        "-p",
-        "portal",
-    ]))?;
+    build_release(&["hardware", "portal"])?;
     run(Command::new("bash")
         .arg(root.join("docker/ci/e2e.sh"))
         .arg(root.join("target/release"))
@@ -209,15 +204,7 @@ fn run_stack(args: &[String]) -> Result<(), String> {
         }
     }
     provision::ensure_mariadb()?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "hardware",
-        "-p",
-        "portal",
-    ]))?;
+    build_release(&["hardware", "portal"])?;
     stack::run(replicas.max(1), port)
 }
 
