@@ -121,17 +121,26 @@ fn test(extra: &[String]) -> Result<(), String> {
     eprintln!("xtask: throwaway MariaDB on {}", db.display_url());
     let redis = redis::Redis::start()?;
     eprintln!("xtask: throwaway Redis on {}", redis.url());
+    // The query macros check every statement against this schema while the
+    // tests compile, and write what they saw to `fresh`; compared with the
+    // committed .sqlx/ below, that proves the offline data current.
+    db.apply_schema(&workspace_root().join("sql"))?;
+    let fresh = workspace_root().join("target/xtask/sqlx-fresh");
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh).map_err(|err| err.to_string())?;
     let extra: Vec<&String> = extra.iter().skip_while(|arg| *arg == "--").collect();
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--locked"])
         .args(extra)
         .env("DATABASE_URL", db.url())
         .env("TEST_REDIS_URL", redis.url())
-        .env("SQLX_OFFLINE", "true");
+        .env("SQLX_OFFLINE", "false")
+        .env("SQLX_OFFLINE_DIR", &fresh);
     let result = run(&mut cmd);
     drop(redis);
     drop(db);
     result?;
+    check_sqlx_fresh(&fresh)?;
     lint_deploy()?;
     fuzz::run()?;
     drill::run(60)?;
@@ -146,6 +155,45 @@ fn test(extra: &[String]) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Every query file the macros wrote while compiling must equal the committed
+/// one; when nothing was recompiled (a warm dev build) there is nothing to compare.
+fn check_sqlx_fresh(fresh: &std::path::Path) -> Result<(), String> {
+    let committed = workspace_root().join(".sqlx");
+    let written: Vec<_> = std::fs::read_dir(fresh)
+        .map_err(|err| err.to_string())?
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    if written.is_empty() {
+        eprintln!("xtask: .sqlx/ not compared (no query was recompiled in this build)");
+        return Ok(());
+    }
+    for path in &written {
+        let name = path.file_name().unwrap_or_default();
+        let ours = std::fs::read_to_string(committed.join(name)).unwrap_or_default();
+        let theirs = std::fs::read_to_string(path).map_err(|err| err.to_string())?;
+        if ours.trim() != theirs.trim() {
+            return Err(format!(
+                ".sqlx/ is stale: {} differs from what the live schema gives; run `cargo xtask sqlx-prepare`",
+                name.to_string_lossy()
+            ));
+        }
+    }
+    // All queries live in one crate, so a recompile writes every one of them:
+    // a committed file nobody wrote belongs to a query that no longer exists.
+    let names: Vec<_> = written.iter().filter_map(|p| p.file_name()).collect();
+    for entry in std::fs::read_dir(&committed).map_err(|err| err.to_string())?.flatten() {
+        if !names.contains(&entry.file_name().as_os_str()) {
+            return Err(format!(
+                ".sqlx/{} belongs to no query any more; run `cargo xtask sqlx-prepare`",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    eprintln!("xtask: .sqlx/ matches the live schema ({} queries)", written.len());
+    Ok(())
 }
 
 /// Release builds of `packages` (what bench, drills, fuzzing and e2e run).
