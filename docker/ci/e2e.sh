@@ -67,7 +67,7 @@ for one_shot in secrets migrate; do
   check "$one_shot one-shot exited 0" [ "$code" = 0 ]
 done
 
-page_has() { curl -fsS --max-time 5 "$portal/" | grep -q "$1"; }
+page_has() { local body; body=$(curl -fsS --max-time 5 "$portal/") && grep -q "$1" <<< "$body"; }
 check "/ shows the seed row c5" page_has '>c5<'
 check "/ shows the seed row H16mr" page_has '>H16mr<'
 
