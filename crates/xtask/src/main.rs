@@ -184,7 +184,10 @@ fn check_sqlx_fresh(fresh: &std::path::Path) -> Result<(), String> {
     // All queries live in one crate, so a recompile writes every one of them:
     // a committed file nobody wrote belongs to a query that no longer exists.
     let names: Vec<_> = written.iter().filter_map(|p| p.file_name()).collect();
-    for entry in std::fs::read_dir(&committed).map_err(|err| err.to_string())?.flatten() {
+    for entry in std::fs::read_dir(&committed)
+        .map_err(|err| err.to_string())?
+        .flatten()
+    {
         if !names.contains(&entry.file_name().as_os_str()) {
             return Err(format!(
                 ".sqlx/{} belongs to no query any more; run `cargo xtask sqlx-prepare`",
@@ -192,7 +195,10 @@ fn check_sqlx_fresh(fresh: &std::path::Path) -> Result<(), String> {
             ));
         }
     }
-    eprintln!("xtask: .sqlx/ matches the live schema ({} queries)", written.len());
+    eprintln!(
+        "xtask: .sqlx/ matches the live schema ({} queries)",
+        written.len()
+    );
     Ok(())
 }
 
