@@ -93,6 +93,35 @@ pub async fn list(
     let snapshot = state.inventory.snapshot().ok_or_else(|| {
         ApiError::Unavailable("the inventory is not loaded yet; try again shortly".into())
     })?;
+    let wait = query.wait.unwrap_or(state.max_wait).min(state.max_wait);
+    let unfiltered = query.provider.is_none()
+        && query.q.is_none()
+        && query.availability.is_none()
+        && query.limit.is_none()
+        && query.offset == 0;
+    if unfiltered {
+        // The common request (the portal, old clients): no per-item work
+        // unless some value was never computed.
+        if !wait.is_zero() && state.engine.has_never_computed() {
+            let ids: Vec<u64> = snapshot.records.iter().map(|r| r.id).collect();
+            state.engine.wait_for(&ids, wait).await;
+        }
+        let body = state.full_list.get_or_render(&snapshot, &state)?;
+        return Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (
+                    HeaderName::from_static(wire::TOTAL_COUNT),
+                    HeaderValue::from(snapshot.records.len()),
+                ),
+            ],
+            body,
+        )
+            .into_response());
+    }
     let matching: Vec<&Record> = snapshot
         .records
         .iter()
@@ -119,7 +148,6 @@ pub async fn list(
     };
     // Wait (bounded) for values never computed. Without an availability filter
     // only the requested page matters; with one, every candidate does.
-    let wait = query.wait.unwrap_or(state.max_wait).min(state.max_wait);
     if !wait.is_zero() {
         let waited: Vec<u64> = if query.availability.is_some() {
             matching.iter().map(|record| record.id).collect()
@@ -130,29 +158,6 @@ pub async fn list(
                 .collect()
         };
         state.engine.wait_for(&waited, wait).await;
-    }
-
-    let unfiltered = query.provider.is_none()
-        && query.q.is_none()
-        && query.availability.is_none()
-        && query.limit.is_none()
-        && query.offset == 0;
-    if unfiltered {
-        let body = state.full_list.get_or_render(&snapshot, &state)?;
-        return Ok((
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (
-                    HeaderName::from_static(wire::TOTAL_COUNT),
-                    HeaderValue::from(snapshot.records.len()),
-                ),
-            ],
-            body,
-        )
-            .into_response());
     }
 
     let readings = state

@@ -101,6 +101,9 @@ struct State {
     /// Queued slots by due time. Every queued slot has exactly one entry here,
     /// `(slot.due, id)`; removed slots leave none.
     queue: BTreeSet<(Instant, u64)>,
+    /// Tracked slots that never got a value: when 0, nobody has to wait and
+    /// `wait_for` answers without looking at every id.
+    never_computed: usize,
 }
 
 impl State {
@@ -300,6 +303,7 @@ impl Engine {
                     state.queue.remove(&(due, id));
                 }
             }
+            state.never_computed = keep.values().filter(|slot| slot.reading.is_none()).count();
             state.slots = keep;
             self.inner
                 .metrics
@@ -324,6 +328,11 @@ impl Engine {
             .collect()
     }
 
+    /// Whether some tracked item has never had a value.
+    pub fn has_never_computed(&self) -> bool {
+        self.state().never_computed > 0
+    }
+
     /// A counter that changes whenever any value lands (for caches built on readings).
     pub fn version(&self) -> u64 {
         *self.inner.landed.borrow()
@@ -340,12 +349,13 @@ impl Engine {
         loop {
             let missing = {
                 let state = self.state();
-                ids.iter().any(|id| {
-                    state
-                        .slots
-                        .get(id)
-                        .is_some_and(|slot| slot.reading.is_none())
-                })
+                state.never_computed > 0
+                    && ids.iter().any(|id| {
+                        state
+                            .slots
+                            .get(id)
+                            .is_some_and(|slot| slot.reading.is_none())
+                    })
             };
             if !missing {
                 return;
@@ -480,6 +490,7 @@ impl Engine {
                 // Deleted while its probe ran.
                 return;
             };
+            let first_value = slot.reading.is_none();
             let (landed, next) = match outcome {
                 Outcome::Probed(Ok((level, checked_at))) => {
                     slot.reading = Some(Reading { level, checked_at });
@@ -509,6 +520,9 @@ impl Engine {
                     (false, Instant::now() + settings.busy_retry())
                 }
             };
+            if landed && first_value {
+                state.never_computed -= 1;
+            }
             state.enqueue(target.id, next);
             landed
         };

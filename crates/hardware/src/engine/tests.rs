@@ -194,3 +194,18 @@ async fn the_version_moves_when_values_land() {
     engine.wait_for(&[1], Duration::from_secs(10)).await;
     assert!(engine.version() > before);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_engine_knows_when_every_value_has_been_computed() {
+    let engine = start(counting(DELAY), 10);
+    assert!(!engine.has_never_computed());
+    engine.track(targets(3));
+    assert!(engine.has_never_computed());
+    engine.wait_for(&[1, 2, 3], Duration::from_secs(10)).await;
+    assert!(!engine.has_never_computed());
+    // A new item is pending again; removing it clears the flag.
+    engine.track(targets(4));
+    assert!(engine.has_never_computed());
+    engine.track(targets(3));
+    assert!(!engine.has_never_computed());
+}
