@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if docker compose version > /dev/null 2>&1; then dc=(docker compose); else dc=(docker-compose); fi
-project=${COMPOSE_PROJECT_NAME:-$(basename "$PWD" | tr -cd 'a-z0-9_-')}
+project=${COMPOSE_PROJECT_NAME:-$(basename "$PWD" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')}
 ids() { docker ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$1"; }
 healthy_count() {
   local n=0 id
