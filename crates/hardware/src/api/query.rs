@@ -132,17 +132,9 @@ fn parse_wait(text: &str) -> Result<Duration, ApiError> {
     Duration::try_from_secs_f64(seconds).map_err(|_| bad())
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+/// Encodes a query value (`application/x-www-form-urlencoded`).
 fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 #[cfg(test)]
