@@ -68,16 +68,25 @@ pub fn run(soak_seconds: u64) -> Result<(), String> {
     println!("== soak: {soak_seconds} s at 256 connections on /");
     let _warm = wrk(portal_port, "/", 256, 3)?;
     let rss_before = rss_mb(&portal.0);
-    let soak = wrk(portal_port, "/", 256, soak_seconds)?;
+    // Sample once the 256 connections and their buffers have settled, then
+    // at the end: growth between the two is what a leak would show; the ramp
+    // up to the working set is reported but not counted as growth.
+    let settle = soak_seconds / 4;
+    let soak = std::thread::spawn(move || wrk(portal_port, "/", 256, soak_seconds));
+    std::thread::sleep(Duration::from_secs(settle));
+    let rss_settled = rss_mb(&portal.0);
+    let soak = soak
+        .join()
+        .map_err(|_| "load thread panicked".to_owned())??;
     let rss_after = rss_mb(&portal.0);
     println!(
-        "drill figure: {} requests, {:.0} req/s, p99 {:.2} ms, {} errors; portal RSS {rss_before:.1} → {rss_after:.1} MB",
+        "drill figure: {} requests, {:.0} req/s, p99 {:.2} ms, {} errors; portal RSS {rss_before:.1} MB before, {rss_settled:.1} MB after {settle} s, {rss_after:.1} MB at the end",
         soak.requests, soak.rps, soak.p99_ms, soak.errors
     );
     tally.check("soak: 0 errors", soak.errors == 0);
     tally.check(
-        "soak: portal RSS growth ≤ 10 %",
-        rss_after <= rss_before * 1.10,
+        "soak: portal RSS growth ≤ 10 % once the load has settled",
+        rss_after <= rss_settled * 1.10,
     );
 
     // 2. One of three replicas killed under load; it rejoins when restarted.
