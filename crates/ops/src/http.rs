@@ -3,7 +3,7 @@
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Request};
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -45,8 +45,51 @@ pub async fn limit_headers(
     next.run(request).await
 }
 
+/// Longest request id kept from a caller.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// Whether a caller's request id is kept: 1 to 64 of `[A-Za-z0-9._-]`, so it
+/// is safe to log, echo and forward.
+pub fn valid_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Middleware: keeps a valid `x-request-id`, replaces a missing or invalid one
+/// with a new UUID.
+pub async fn request_id(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let valid = request
+        .headers()
+        .get(wire::REQUEST_ID)
+        .is_some_and(|id| valid_request_id(id.as_bytes()));
+    if !valid {
+        let id = uuid_v4();
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            request
+                .headers_mut()
+                .insert(HeaderName::from_static(wire::REQUEST_ID), value);
+        }
+    }
+    next.run(request).await
+}
+
+fn uuid_v4() -> String {
+    use tower_http::request_id::MakeRequestId;
+    let mut make = tower_http::request_id::MakeRequestUuid;
+    let request = Request::new(());
+    make.make_request_id(&request)
+        .and_then(|id| id.header_value().to_str().ok().map(str::to_owned))
+        .unwrap_or_else(|| "generated".to_owned())
+}
+
 /// Wraps `router` so that every request
-/// - has an `x-request-id` (kept when the caller sent one, a UUID otherwise),
+/// - has an `x-request-id` (kept when the caller sent a valid one — see
+///   [`valid_request_id`] —, a UUID otherwise),
 ///   echoed on the response and recorded on its trace span;
 /// - runs inside a span with method and path; responses are logged at DEBUG
 ///   (a busy service would drown its logs otherwise), 5xx and failures at WARN
@@ -54,12 +97,12 @@ pub async fn limit_headers(
 /// - answers with `x-served-by: <instance>`, so spread over replicas is observable;
 /// - is refused with 431 when its headers exceed [`MAX_HEADER_BYTES`].
 pub fn observe(router: Router, instance: &str) -> Router {
-    let request_id = HeaderName::from_static(wire::REQUEST_ID);
+    let request_id_header = HeaderName::from_static(wire::REQUEST_ID);
     let served_by = HeaderValue::from_str(instance)
         .unwrap_or_else(|_| HeaderValue::from_static("invalid-instance-name"));
     router.layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(axum::middleware::from_fn(self::request_id))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|request: &Request<_>| {
@@ -78,11 +121,28 @@ pub fn observe(router: Router, instance: &str) -> Router {
                     .on_response(DefaultOnResponse::new().level(Level::DEBUG))
                     .on_failure(DefaultOnFailure::new().level(Level::WARN)),
             )
-            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(PropagateRequestIdLayer::new(request_id_header))
             .layer(SetResponseHeaderLayer::overriding(
                 HeaderName::from_static(wire::SERVED_BY),
                 served_by,
             ))
             .layer(axum::middleware::from_fn(limit_headers)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_plain_request_ids_are_kept() {
+        assert!(valid_request_id(b"portal-refresh-1a2b"));
+        assert!(valid_request_id(b"a.b_c-D9"));
+        assert!(valid_request_id("x".repeat(64).as_bytes()));
+        assert!(!valid_request_id("x".repeat(65).as_bytes()));
+        assert!(!valid_request_id(b""));
+        assert!(!valid_request_id(b"has space"));
+        assert!(!valid_request_id(b"new\nline"));
+        assert!(!valid_request_id("caf\u{e9}".as_bytes()));
+    }
 }

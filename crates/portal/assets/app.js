@@ -41,9 +41,6 @@
       var el = root.querySelector('[data-count="' + level + '"]');
       if (el) el.textContent = update.counts[level];
     });
-    var banner = document.getElementById("stale");
-    banner.hidden = !update.stale;
-    if (update.stale) banner.querySelector(".since").textContent = update.stale_since;
     var live = document.getElementById("live");
     var pending = root.querySelectorAll("tr.pending").length;
     if (filled > 0 || pending > 0 || live.textContent) {
@@ -54,11 +51,31 @@
     root.setAttribute("data-version", update.version);
   }
 
-  if (window.EventSource) {
+  function showStale(state) {
+    var banner = document.getElementById("stale");
+    banner.hidden = !state.stale;
+    if (state.stale) banner.querySelector(".since").textContent = state.stale_since;
+  }
+
+  // The browser reconnects by itself when a stream ends (it resumes from the
+  // last event id). When the portal refuses a stream (busy: 503, or 429) the
+  // EventSource gives up for good, so this opens a new one after a while.
+  var retryIn = 10000;
+  function listen() {
     var source = new EventSource("/events?since=" + encodeURIComponent(root.getAttribute("data-version")));
     source.addEventListener("update", function (event) {
+      retryIn = 10000;
       try { apply(JSON.parse(event.data)); } catch (err) { /* a malformed event is skipped */ }
     });
+    source.addEventListener("stale", function (event) {
+      try { showStale(JSON.parse(event.data)); } catch (err) { /* skipped */ }
+    });
+    source.addEventListener("error", function () {
+      if (source.readyState !== EventSource.CLOSED) return;
+      setTimeout(listen, retryIn + Math.random() * retryIn);
+      retryIn = Math.min(retryIn * 2, 300000);
+    });
   }
+  if (window.EventSource) listen();
   setInterval(refreshAges, 5000);
 })();

@@ -1,5 +1,6 @@
 //! Settings: every one a flag with an environment fallback (`portal --help`).
 
+use crate::client::Cidr;
 use clap::{Args, Parser, Subcommand};
 use ops::telemetry::LogFormat;
 use std::net::SocketAddr;
@@ -84,6 +85,48 @@ pub struct Settings {
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 100)]
     pub rate_limit_burst: u32,
 
+    /// Proxies whose `Forwarded`/`X-Forwarded-For` names the client
+    /// (comma-separated addresses or CIDR blocks; default none). From any other
+    /// peer those headers are ignored: the TCP peer is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Connections open at once on the public listener; more are closed at accept.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Connections one client may hold open (0: no per-client cap). A trusted
+    /// proxy's connections count only toward MAX_CONNECTIONS.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    pub max_connections_per_client: usize,
+
+    /// Time a client has to send a request head (and the TLS handshake); also
+    /// how long a kept-alive connection may sit idle.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// On shutdown, how long open requests may take to finish before their
+    /// connections are cut.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Live-update streams (`/events`) open at once; more get a 503.
+    #[arg(long, env = "MAX_EVENT_STREAMS", default_value_t = 512)]
+    pub max_event_streams: usize,
+
+    /// Live-update streams one client may hold open (0: no per-client cap).
+    #[arg(long, env = "MAX_EVENT_STREAMS_PER_CLIENT", default_value_t = 8)]
+    pub max_event_streams_per_client: usize,
+
+    /// A live-update stream ends after this long; the browser reconnects and
+    /// carries on from the version it last saw.
+    #[arg(long, env = "EVENT_STREAM_LIFETIME", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub event_stream_lifetime: Duration,
+
+    /// Memory for rendered pages kept for reuse, in KiB.
+    #[arg(long, env = "PAGE_CACHE_KIB", default_value_t = 16 * 1024)]
+    pub page_cache_kib: usize,
+
     /// PEM certificate chain; with TLS_KEY_FILE, serve HTTPS.
     #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
     pub tls_cert_file: Option<PathBuf>,
@@ -138,11 +181,25 @@ impl Settings {
                 self.refresh_interval,
             ),
             ("STALE_AFTER (--stale-after)", self.stale_after),
+            (
+                "HEADER_READ_TIMEOUT (--header-read-timeout)",
+                self.header_read_timeout,
+            ),
+            (
+                "EVENT_STREAM_LIFETIME (--event-stream-lifetime)",
+                self.event_stream_lifetime,
+            ),
         ];
         for (name, value) in positive {
             if value.is_zero() {
                 return Err(format!("{name} must be greater than zero"));
             }
+        }
+        if self.max_connections == 0 {
+            return Err("MAX_CONNECTIONS (--max-connections) must be at least 1".into());
+        }
+        if self.max_event_streams == 0 {
+            return Err("MAX_EVENT_STREAMS (--max-event-streams) must be at least 1 (streams are the page's live updates)".into());
         }
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(format!(
@@ -184,6 +241,17 @@ mod tests {
         assert_eq!(settings.listen.port(), 5000);
         assert_eq!(settings.hardware_url[0].as_str(), "http://hardware:5001/");
         assert!(settings.validate().is_ok());
+        assert!(
+            settings.trusted_proxies.is_empty(),
+            "no proxy is trusted by default"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_of_blocks() {
+        let settings =
+            parse(&["--trusted-proxies", "10.0.0.0/8, fd00::/8,192.0.2.1"]).expect("parses");
+        assert_eq!(settings.trusted_proxies.len(), 3);
     }
 
     #[test]
@@ -206,6 +274,13 @@ mod tests {
             .validate()
             .expect_err("invalid");
         assert!(err.contains("PAGE_SIZE"), "{err}");
+        let err = parse(&["--trusted-proxies", "10.0.0.0/8,proxy"]).expect_err("invalid");
+        assert!(err.contains("--trusted-proxies"), "{err}");
+        let err = parse(&["--max-connections", "0"])
+            .expect("parses")
+            .validate()
+            .expect_err("invalid");
+        assert!(err.contains("MAX_CONNECTIONS"), "{err}");
         let err = parse(&["--tls-cert-file", "/x"]).expect_err("needs the key too");
         assert!(err.contains("tls-key-file"), "{err}");
     }

@@ -2,6 +2,10 @@
 //!
 //! # Layout
 //! - [`config`]: settings (flags with env fallbacks).
+//! - [`edge`]: the public listener — connection caps, header/idle timeouts,
+//!   bounded read buffers, optional TLS, drain deadline.
+//! - [`client`]: who a request comes from (through trusted proxies only) and
+//!   the per-client quotas.
 //! - [`upstream`]: the client for the hardware tier — every replica resolved
 //!   and used in turn, one retry elsewhere, failing replicas left out a while.
 //! - [`catalog`]: the last good inventory fetched from hardware, refreshed in
@@ -19,14 +23,16 @@
 //! - `/metrics` is only on the admin listener, never on the public one.
 
 pub mod catalog;
+pub mod client;
 pub mod config;
+pub mod edge;
 pub mod upstream;
 pub mod web;
 
 use anyhow::Context;
 use axum::routing::get;
-use axum_server::tls_rustls::RustlsConfig;
 use catalog::Catalog;
+use client::{Quota, TrustedProxies};
 use config::Settings;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
@@ -37,7 +43,6 @@ use upstream::{Upstream, UpstreamSettings};
 use web::WebState;
 
 /// A built portal: listeners bound, background loops not yet started.
-#[derive(Debug)]
 pub struct Application {
     public: TcpListener,
     admin: TcpListener,
@@ -47,32 +52,27 @@ pub struct Application {
     upstream: Upstream,
     settings: Settings,
     shutdown: CancellationToken,
-    tls: Option<RustlsConfig>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    edge_metrics: edge::EdgeMetrics,
 }
 
-/// Loads the certificate and key when both are set; errors name the setting.
-async fn tls_config(settings: &Settings) -> anyhow::Result<Option<RustlsConfig>> {
-    let (Some(cert), Some(key)) = (&settings.tls_cert_file, &settings.tls_key_file) else {
-        return Ok(None);
-    };
-    // ring: the lighter of rustls's providers to build; installing twice is harmless.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = RustlsConfig::from_pem_file(cert, key)
-        .await
-        .with_context(|| {
-            format!(
-                "TLS_CERT_FILE/TLS_KEY_FILE: cannot load {} and {}",
-                cert.display(),
-                key.display()
-            )
-        })?;
-    Ok(Some(config))
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("public", &self.public)
+            .field("admin", &self.admin)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
-        let tls = tls_config(settings).await?;
+        let tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+            (Some(cert), Some(key)) => Some(edge::tls_acceptor(cert, key)?),
+            _ => None,
+        };
         let mut registry = Registry::with_prefix("portal");
         let upstream = Upstream::new(
             UpstreamSettings {
@@ -85,18 +85,36 @@ impl Application {
         )?;
         let catalog = Catalog::new(upstream.clone());
         let http_metrics = ops::metrics::HttpMetrics::register(&mut registry);
+        let edge_metrics = edge::EdgeMetrics::register(&mut registry);
+        let stream_metrics = web::events::StreamMetrics::register(&mut registry);
         let shutdown = CancellationToken::new();
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let state = WebState {
             catalog: catalog.clone(),
             page_size: settings.page_size,
             stale_after: settings.stale_after,
             instance: settings.instance(),
             shutdown: shutdown.clone(),
-            pages: web::PageCache::default(),
+            pages: web::PageCache::new(settings.page_cache_kib.saturating_mul(1024)),
+            renders: Arc::new(tokio::sync::Semaphore::new(cores)),
+            // One attempt may try two replicas, each bounded by the upstream timeout.
+            first_fetch_wait: settings.upstream_timeout * 2 + std::time::Duration::from_millis(250),
+            streams: Quota::new(
+                settings.max_event_streams,
+                settings.max_event_streams_per_client,
+            ),
+            stream_lifetime: settings.event_stream_lifetime,
+            stream_metrics,
         };
         let limiter =
             web::limit::RateLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst);
-        let router = web::router(state, http_metrics, limiter, tls.is_some());
+        let router = web::router(
+            state,
+            http_metrics,
+            limiter,
+            TrustedProxies::new(&settings.trusted_proxies),
+            tls.is_some(),
+        );
         let registry = Arc::new(registry);
         let admin_router = axum::Router::new()
             .route("/healthz", get(|| async { "ok" }))
@@ -128,6 +146,7 @@ impl Application {
             settings: settings.clone(),
             shutdown,
             tls,
+            edge_metrics,
         })
     }
 
@@ -188,44 +207,22 @@ impl Application {
                 tracing::error!(error = %err, "admin listener failed");
             }
         });
-        let served = match self.tls {
-            Some(tls) => serve_tls(self.public, self.router, tls, stop).await,
-            None => {
-                let public = axum::serve::ListenerExt::tap_io(self.public, |tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(
-                    public,
-                    self.router
-                        .into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(stop.clone().cancelled_owned())
-                .await
-            }
-        };
+        let served = edge::serve(
+            self.public,
+            self.router,
+            self.tls,
+            edge::Limits {
+                max_connections: self.settings.max_connections,
+                max_connections_per_client: self.settings.max_connections_per_client,
+                header_read_timeout: self.settings.header_read_timeout,
+                drain_timeout: self.settings.drain_timeout,
+            },
+            TrustedProxies::new(&self.settings.trusted_proxies),
+            self.edge_metrics,
+            stop,
+        )
+        .await;
         tracing::info!("portal stopped");
         served.context("serving HTTP")
     }
-}
-
-/// HTTPS on the public listener, draining like the plain one on shutdown.
-async fn serve_tls(
-    listener: TcpListener,
-    router: axum::Router,
-    tls: RustlsConfig,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    tokio::spawn({
-        let handle = handle.clone();
-        async move {
-            stop.cancelled().await;
-            handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-        }
-    });
-    let listener = listener.into_std()?;
-    axum_server::from_tcp_rustls(listener, tls)?
-        .handle(handle)
-        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
-        .await
 }

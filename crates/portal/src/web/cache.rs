@@ -1,73 +1,87 @@
 //! Rendered dashboard pages, kept while what they show cannot have changed.
 //!
-//! A page depends on its (normalized) query, the catalog version, the stale
-//! flag, and — through the "12 s ago" wording — the current second. Keyed on
-//! all four, a cached page is exactly what a fresh render would produce, so
-//! visitors never see anything older than a render would show them, and the
-//! server renders each distinct view at most once per second.
+//! A page depends on its normalized view (the query as [`super::view::Filters`]
+//! writes it back, the page number clamped to the pages that can exist), the
+//! fetch it was rendered from, the stale flag, and — through the "12 s ago"
+//! wording — the current second. Together these are the [`Stamp`]; a cached
+//! page is exactly what a fresh render would produce.
+//!
+//! Only pages of the newest stamp can ever be hit again, so a newer stamp
+//! drops everything older, and the pages kept never exceed `PAGE_CACHE_KIB`
+//! in bytes (a page that does not fit is served without being kept).
 
 use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Distinct views kept; beyond this the cache starts over (cheap and bounded).
-const MAX_ENTRIES: usize = 1024;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    version: u64,
-    second: i64,
-    stale: bool,
+/// When a page was rendered, in the terms that decide what it shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    pub fetch: u64,
+    pub second: i64,
+    pub stale: bool,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    pages: HashMap<String, (Stamp, Bytes)>,
+    stamp: Stamp,
+    pages: HashMap<String, Bytes>,
+    bytes: usize,
 }
 
 /// Handle to the cache; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PageCache {
+    budget: usize,
     inner: Arc<Mutex<Inner>>,
 }
 
 impl PageCache {
+    /// A cache holding at most `budget` bytes of pages (keys included).
+    pub fn new(budget: usize) -> Self {
+        Self {
+            budget,
+            inner: Arc::default(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The page for `key` rendered at exactly this stamp, if any.
-    pub fn get(&self, key: &str, version: u64, second: i64, stale: bool) -> Option<Bytes> {
-        let stamp = Stamp {
-            version,
-            second,
-            stale,
-        };
-        self.lock()
-            .pages
-            .get(key)
-            .filter(|(cached, _)| *cached == stamp)
-            .map(|(_, page)| page.clone())
+    /// The page for `key` rendered at exactly `stamp`, if any.
+    pub fn get(&self, key: &str, stamp: Stamp) -> Option<Bytes> {
+        let inner = self.lock();
+        (inner.stamp == stamp)
+            .then(|| inner.pages.get(key).cloned())
+            .flatten()
     }
 
-    pub fn put(&self, key: String, version: u64, second: i64, stale: bool, page: Bytes) {
+    /// Keeps `page` when it is of the newest stamp and fits the budget.
+    pub fn put(&self, key: String, stamp: Stamp, page: Bytes) {
         let mut inner = self.lock();
-        if inner.pages.len() >= MAX_ENTRIES && !inner.pages.contains_key(&key) {
+        if inner.stamp != stamp {
+            let newer = (stamp.fetch, stamp.second) >= (inner.stamp.fetch, inner.stamp.second);
+            if !newer {
+                return;
+            }
             inner.pages.clear();
+            inner.bytes = 0;
+            inner.stamp = stamp;
         }
-        inner.pages.insert(
-            key,
-            (
-                Stamp {
-                    version,
-                    second,
-                    stale,
-                },
-                page,
-            ),
-        );
+        let size = key.len() + page.len();
+        if inner.pages.contains_key(&key) || inner.bytes + size > self.budget {
+            return;
+        }
+        inner.bytes += size;
+        inner.pages.insert(key, page);
+    }
+
+    /// Bytes of pages kept now.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 }
 
@@ -75,26 +89,64 @@ impl PageCache {
 mod tests {
     use super::*;
 
+    fn stamp(fetch: u64, second: i64, stale: bool) -> Stamp {
+        Stamp {
+            fetch,
+            second,
+            stale,
+        }
+    }
+
     #[test]
     fn a_page_is_reused_only_for_the_same_stamp() {
-        let cache = PageCache::default();
-        cache.put("/".into(), 3, 100, false, Bytes::from_static(b"page"));
-        assert!(cache.get("/", 3, 100, false).is_some());
-        assert!(cache.get("/", 4, 100, false).is_none(), "new data");
-        assert!(cache.get("/", 3, 101, false).is_none(), "ages moved on");
-        assert!(cache.get("/", 3, 100, true).is_none(), "went stale");
+        let cache = PageCache::new(1 << 20);
+        cache.put(
+            "/".into(),
+            stamp(3, 100, false),
+            Bytes::from_static(b"page"),
+        );
+        assert!(cache.get("/", stamp(3, 100, false)).is_some());
+        assert!(cache.get("/", stamp(4, 100, false)).is_none(), "new data");
         assert!(
-            cache.get("/?page=2", 3, 100, false).is_none(),
+            cache.get("/", stamp(3, 101, false)).is_none(),
+            "ages moved on"
+        );
+        assert!(cache.get("/", stamp(3, 100, true)).is_none(), "went stale");
+        assert!(
+            cache.get("/?page=2", stamp(3, 100, false)).is_none(),
             "another view"
         );
     }
 
     #[test]
-    fn the_cache_stays_bounded() {
-        let cache = PageCache::default();
-        for i in 0..(MAX_ENTRIES + 10) {
-            cache.put(format!("/?q={i}"), 1, 1, false, Bytes::new());
+    fn a_newer_stamp_drops_what_can_no_longer_be_hit() {
+        let cache = PageCache::new(1 << 20);
+        cache.put("/a".into(), stamp(1, 1, false), Bytes::from(vec![0; 100]));
+        cache.put("/b".into(), stamp(1, 2, false), Bytes::from(vec![0; 100]));
+        assert!(cache.get("/a", stamp(1, 1, false)).is_none());
+        assert_eq!(cache.bytes(), 102);
+        cache.put(
+            "/late".into(),
+            stamp(1, 1, false),
+            Bytes::from(vec![0; 100]),
+        );
+        assert!(
+            cache.get("/late", stamp(1, 1, false)).is_none(),
+            "an older render is not kept"
+        );
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_budget_in_bytes() {
+        let cache = PageCache::new(10_000);
+        for i in 0..1000 {
+            cache.put(
+                format!("/?q={i}"),
+                stamp(1, 1, false),
+                Bytes::from(vec![0; 500]),
+            );
         }
-        assert!(cache.lock().pages.len() <= MAX_ENTRIES);
+        assert!(cache.bytes() <= 10_000, "{}", cache.bytes());
+        assert!(cache.bytes() > 9_000, "it is used: {}", cache.bytes());
     }
 }

@@ -1,5 +1,6 @@
 //! `GET /`: the dashboard page.
 
+use super::cache::Stamp;
 use super::view::{Filters, RawFilters, SortKey, age, iso, level_class, level_label};
 use super::{PageError, WebState};
 use crate::catalog::{Data, Entry};
@@ -41,7 +42,7 @@ pub struct Choice {
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct Dashboard<'a> {
-    version: u64,
+    version: String,
     stale: bool,
     stale_since: String,
     counts: Vec<Count>,
@@ -70,28 +71,44 @@ pub async fn page(
 ) -> Result<Response, PageError> {
     let Query(raw) = query
         .map_err(|_| PageError::BadRequest("The address has a malformed query string.".into()))?;
-    let filters = Filters::parse(raw, state.page_size)?;
+    let mut filters = Filters::parse(raw, state.page_size)?;
     let request_id = headers
         .get(wire::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned();
-    state.catalog.ensure_loaded(&request_id).await;
+    state
+        .catalog
+        .ensure_loaded(&request_id, state.first_fetch_wait)
+        .await;
     let view = state.catalog.view();
     let Some(data) = view.data.as_deref() else {
         return Err(PageError::Unavailable);
     };
     let now = Utc::now();
     let stale = view.is_stale(state.stale_after, now);
+    // Pages past the last that can exist show the last: one cache key for all of them.
+    filters.page = filters
+        .page
+        .min(data.entries.len().div_ceil(filters.per_page).max(1));
     let key = filters.href(None, None);
-    let second = now.timestamp();
-    let html = match state.pages.get(&key, data.version, second, stale) {
+    let stamp = Stamp {
+        fetch: data.fetch,
+        second: now.timestamp(),
+        stale,
+    };
+    let html = match state.pages.get(&key, stamp) {
         Some(page) => page,
         None => {
+            // At most as many renders at once as there are cores: a flood of
+            // distinct views queues here instead of multiplying memory.
+            let _turn = state
+                .renders
+                .acquire()
+                .await
+                .map_err(|_| PageError::Unavailable)?;
             let page = axum::body::Bytes::from(render(&state, data, &filters, stale, now)?);
-            state
-                .pages
-                .put(key, data.version, second, stale, page.clone());
+            state.pages.put(key, stamp, page.clone());
             page
         }
     };
@@ -205,7 +222,7 @@ fn render(
         age(Some(data.fetched_at), now)
     );
     let page_view = Dashboard {
-        version: data.version,
+        version: data.version.to_string(),
         stale,
         stale_since,
         counts,

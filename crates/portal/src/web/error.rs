@@ -23,6 +23,9 @@ pub enum PageError {
     /// 503 + `Retry-After`: no data has ever been received from hardware.
     #[error("hardware unavailable")]
     Unavailable,
+    /// 503 + `Retry-After`: a bound on what one client (or all) may hold is reached.
+    #[error("busy: {0}")]
+    Busy(&'static str),
     /// 429 + `Retry-After` (seconds): this client sent too many requests.
     #[error("too many requests")]
     TooManyRequests(u64),
@@ -49,6 +52,7 @@ impl IntoResponse for PageError {
                 "Availability data is not available yet",
                 "The hardware service has not answered yet. This page will work again in a few seconds; please retry.",
             ),
+            Self::Busy(why) => (StatusCode::SERVICE_UNAVAILABLE, "The portal is busy", *why),
             Self::TooManyRequests(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests",
@@ -60,7 +64,7 @@ impl IntoResponse for PageError {
             .unwrap_or_else(|_| format!("{title}: {message}"));
         let mut response = (status, Html(body)).into_response();
         let retry_after = match self {
-            Self::Unavailable => Some(u64::from(RETRY_AFTER_SECS)),
+            Self::Unavailable | Self::Busy(_) => Some(u64::from(RETRY_AFTER_SECS)),
             Self::TooManyRequests(seconds) => Some(seconds),
             _ => None,
         };

@@ -1,117 +1,208 @@
 //! `GET /events`: Server-Sent Events that fill in pending values without a reload.
 //!
-//! Each event carries only the items whose availability changed since the
-//! version the client last saw, plus the per-level counts and the stale flag.
+//! A stream starts from the version the page was rendered from (`since`, or
+//! `Last-Event-ID` when the browser reconnects) and sends:
+//! - `update` frames, built once per version and shared by every stream (see
+//!   [`crate::catalog::Data::frame_since`]): only the change when the client is
+//!   one version behind, the whole snapshot when it is further behind;
+//! - `stale` frames when the stale banner should appear or go;
+//! - a comment every [`KEEP_ALIVE`] of silence, so proxies keep it open and a
+//!   vanished client is noticed.
+//!
+//! Bounds: `MAX_EVENT_STREAMS` in all and `MAX_EVENT_STREAMS_PER_CLIENT` per
+//! client (503 over either), each stream ending after `EVENT_STREAM_LIFETIME`
+//! (the browser reconnects where it left off). A client that does not read
+//! holds at most one pending frame, and frames are shared bytes, not copies.
 
-use super::WebState;
-use super::view::{age, iso, level_class};
-use crate::catalog::View;
+use super::{PageError, WebState};
+use crate::catalog::{Signal, Version};
+use crate::client::{ClientKey, Pass, Refused};
+use axum::Extension;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use futures_util::Stream;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use futures_util::StreamExt as _;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
 use std::convert::Infallible;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Silence after which a keep-alive comment is sent.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How long the browser waits before reconnecting after a stream ends.
+const RETRY_MS: u32 = 5000;
 
 #[derive(Debug, Deserialize)]
 pub struct Since {
-    /// The data version the page was rendered from; malformed means "all".
+    /// The data version the page was rendered from; malformed means "unknown".
     since: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct RowUpdate {
-    id: u64,
-    level: &'static str,
-    class: &'static str,
-    checked: String,
-    age: String,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
-#[derive(Debug, Serialize)]
-struct Update {
-    version: u64,
-    stale: bool,
-    stale_since: String,
-    counts: BTreeMap<&'static str, usize>,
-    rows: Vec<RowUpdate>,
+/// What the streams count.
+#[derive(Debug, Clone)]
+pub struct StreamMetrics {
+    open: Gauge,
+    refused: Family<ReasonLabel, Counter>,
 }
 
-/// The event for `view` given that the client has seen `since`; `None` when
-/// there is nothing new to say.
-fn update_event(
-    view: &View,
-    since: u64,
-    was_stale: bool,
-    state: &WebState,
-) -> Option<(Event, u64, bool)> {
-    let data = view.data.as_deref()?;
-    let now = Utc::now();
-    let stale = view.is_stale(state.stale_after, now);
-    let rows: Vec<RowUpdate> = data
-        .entries
-        .iter()
-        .filter(|e| e.changed_in > since)
-        .map(|e| RowUpdate {
-            id: e.item.id,
-            level: e.item.availability.as_str(),
-            class: level_class(e.item.availability),
-            checked: iso(e.item.checked_at),
-            age: age(e.item.checked_at, now),
-        })
-        .collect();
-    if rows.is_empty() && stale == was_stale {
-        return None;
+impl StreamMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            open: Gauge::default(),
+            refused: Family::default(),
+        };
+        registry.register(
+            "event_streams_open",
+            "Live-update streams open",
+            metrics.open.clone(),
+        );
+        registry.register(
+            "event_streams_refused",
+            "Live-update streams refused: full (MAX_EVENT_STREAMS) or client_full (MAX_EVENT_STREAMS_PER_CLIENT)",
+            metrics.refused.clone(),
+        );
+        metrics
     }
-    // Every level, zeros included, so a count that drops to 0 is updated too.
-    let present = data.counts();
-    let counts = wire::Availability::ALL
-        .into_iter()
-        .map(|level| (level.as_str(), present.get(&level).copied().unwrap_or(0)))
-        .collect();
-    let update = Update {
-        version: data.version,
-        stale,
-        stale_since: format!(
+}
+
+/// Held by a stream for as long as it lives.
+struct Open {
+    _pass: Pass,
+    gauge: Gauge,
+}
+
+impl Open {
+    fn new(pass: Pass, gauge: Gauge) -> Self {
+        gauge.inc();
+        Self { _pass: pass, gauge }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+fn stale_frame(state: &WebState, stale: bool) -> Bytes {
+    let view = state.catalog.view();
+    let since = view.data.as_ref().map_or_else(String::new, |data| {
+        format!(
             "{} ({})",
             data.fetched_at.format("%H:%M:%S UTC"),
-            age(Some(data.fetched_at), now)
-        ),
-        counts,
-        rows,
-    };
-    let event = Event::default().event("update").json_data(&update).ok()?;
-    Some((event, data.version, stale))
+            super::view::age(Some(data.fetched_at), Utc::now())
+        )
+    });
+    let body = serde_json::json!({ "stale": stale, "stale_since": since });
+    Bytes::from(format!("event: stale\ndata: {body}\n\n"))
+}
+
+struct Stream {
+    state: WebState,
+    changes: tokio::sync::watch::Receiver<Signal>,
+    seen: Version,
+    stale: Option<bool>,
+    ends: Instant,
+    _open: Open,
+}
+
+impl Stream {
+    /// The next frame to send, or `None` when the stream is over.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            let view = self.state.catalog.view();
+            if let Some(data) = view.data.as_deref()
+                && let Some(frame) = data.frame_since(self.seen)
+            {
+                self.seen = data.version;
+                return Some(frame);
+            }
+            let stale = view.is_stale(self.state.stale_after, Utc::now());
+            if self.stale != Some(stale) {
+                self.stale = Some(stale);
+                return Some(stale_frame(&self.state, stale));
+            }
+            let quiet = tokio::time::sleep(KEEP_ALIVE);
+            tokio::select! {
+                () = self.state.shutdown.cancelled() => return None,
+                () = tokio::time::sleep_until(self.ends) => return None,
+                changed = self.changes.changed() => if changed.is_err() { return None },
+                () = quiet => return Some(Bytes::from_static(b":\n\n")),
+            }
+        }
+    }
 }
 
 pub async fn stream(
     State(state): State<WebState>,
+    Extension(client): Extension<ClientKey>,
+    headers: HeaderMap,
     Query(query): Query<Since>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let since = query.since.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    let changes = state.catalog.subscribe();
-    let start = (state, changes, since, false, true);
-    let events = futures_util::stream::unfold(
-        start,
-        |(state, mut changes, mut since, mut stale, mut first)| async move {
-            loop {
-                if !first {
-                    tokio::select! {
-                        () = state.shutdown.cancelled() => return None,
-                        changed = changes.changed() => if changed.is_err() { return None },
-                    }
+) -> Response {
+    let pass = match state.streams.enter(Some(client)) {
+        Ok(pass) => pass,
+        Err(why) => {
+            state
+                .stream_metrics
+                .refused
+                .get_or_create(&ReasonLabel {
+                    reason: why.as_str(),
+                })
+                .inc();
+            return PageError::Busy(match why {
+                Refused::Full => "The portal has as many live-update streams open as it serves.",
+                Refused::ClientFull => {
+                    "This address has as many live-update streams open as one visitor may."
                 }
-                first = false;
-                let view = state.catalog.view();
-                if let Some((event, version, now_stale)) = update_event(&view, since, stale, &state)
-                {
-                    since = version;
-                    stale = now_stale;
-                    return Some((Ok(event), (state, changes, since, stale, first)));
-                }
-            }
-        },
+            })
+            .into_response();
+        }
+    };
+    // A reconnecting browser says where it left off; else the page's version.
+    let seen = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .or(query.since.as_deref())
+        .and_then(Version::parse)
+        .unwrap_or(Version::NONE);
+    let mut changes = state.catalog.subscribe();
+    changes.mark_unchanged();
+    let stream = Stream {
+        ends: Instant::now() + state.stream_lifetime,
+        _open: Open::new(pass, state.stream_metrics.open.clone()),
+        state,
+        changes,
+        seen,
+        stale: None,
+    };
+    let first = Bytes::from(format!("retry: {RETRY_MS}\n\n"));
+    let frames = futures_util::stream::once(async move { Ok::<_, Infallible>(first) }).chain(
+        futures_util::stream::unfold(stream, |mut stream| async move {
+            let frame = stream.next().await?;
+            Some((Ok::<_, Infallible>(frame), stream))
+        }),
     );
-    Sse::new(events).keep_alive(KeepAlive::default())
+    let mut response = Body::from_stream(frames).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Tell buffering proxies (nginx) to pass frames on as they come.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }

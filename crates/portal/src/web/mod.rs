@@ -4,17 +4,23 @@ mod assets;
 mod cache;
 mod dashboard;
 mod error;
-mod events;
+pub mod events;
 pub mod limit;
 mod view;
 
 use crate::catalog::Catalog;
+use crate::client::{ClientKey, Quota, TrustedProxies};
 use axum::Router;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::get;
 pub use cache::PageCache;
 pub use error::PageError;
 use ops::metrics::HttpMetrics;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -30,6 +36,33 @@ pub struct WebState {
     pub shutdown: CancellationToken,
     /// Rendered pages, reused until the data, the second or the stale flag changes.
     pub pages: cache::PageCache,
+    /// Renders under way at once (one per core): bounds CPU and memory of cache misses.
+    pub renders: Arc<tokio::sync::Semaphore>,
+    /// How long a visitor of a portal that never fetched waits for the first attempt.
+    pub first_fetch_wait: Duration,
+    /// Live-update streams held, in all and per client.
+    pub streams: Quota,
+    pub stream_lifetime: Duration,
+    pub stream_metrics: events::StreamMetrics,
+}
+
+/// Middleware: works out who sent the request ([`ClientKey`], through
+/// trusted proxies only) for the per-client bounds behind it.
+pub async fn identify(
+    axum::extract::State(trusted): axum::extract::State<TrustedProxies>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    // Without a peer (in-process `oneshot` tests) every request is one client.
+    let ip = peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |peer| {
+        trusted.client_ip(peer, request.headers())
+    });
+    request.extensions_mut().insert(ClientKey::of(ip));
+    next.run(request).await
 }
 
 /// Content Security Policy: only our own compiled-in CSS and JS, no inline
@@ -42,6 +75,7 @@ pub fn router(
     state: WebState,
     http_metrics: HttpMetrics,
     limiter: Option<limit::RateLimiter>,
+    trusted: TrustedProxies,
     tls: bool,
 ) -> Router {
     let instance = state.instance.clone();
@@ -68,6 +102,7 @@ pub fn router(
         )),
         None => routes,
     };
+    let routes = routes.layer(axum::middleware::from_fn_with_state(trusted, identify));
     let routes = with_security_headers(routes, tls);
     ops::http::observe(routes, &instance)
 }
@@ -80,14 +115,11 @@ fn header_layer(name: &'static str, value: &'static str) -> SetResponseHeaderLay
 }
 
 /// Adds the security headers to every response that does not set its own.
+/// HSTS only when this process terminates TLS: over plain HTTP a browser
+/// ignores it, and a proxy in front that terminates TLS sets its own (which a
+/// `max-age=0` from here would erase).
 fn with_security_headers(router: Router, tls: bool) -> Router {
-    let hsts = if tls {
-        "max-age=31536000; includeSubDomains"
-    } else {
-        // Browsers ignore HSTS over plain HTTP; say so explicitly.
-        "max-age=0"
-    };
-    router
+    let router = router
         .layer(header_layer("content-security-policy", CSP))
         .layer(header_layer("x-content-type-options", "nosniff"))
         .layer(header_layer("referrer-policy", "no-referrer"))
@@ -96,9 +128,13 @@ fn with_security_headers(router: Router, tls: bool) -> Router {
         .layer(header_layer(
             "permissions-policy",
             "camera=(), microphone=(), geolocation=()",
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
+        ));
+    if tls {
+        router.layer(SetResponseHeaderLayer::if_not_present(
             header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static(hsts),
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         ))
+    } else {
+        router
+    }
 }

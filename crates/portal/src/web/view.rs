@@ -3,7 +3,7 @@
 //! Pure functions over data, so they are unit-tested without HTTP.
 
 use super::PageError;
-use crate::catalog::Entry;
+pub use crate::catalog::{Entry, iso, level_class};
 use crate::config::MAX_PAGE_SIZE;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -201,16 +201,6 @@ fn url_encode(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-/// CSS class of a level.
-pub fn level_class(level: Availability) -> &'static str {
-    match level {
-        Availability::High => "high",
-        Availability::Medium => "medium",
-        Availability::Low => "low",
-        Availability::Unknown => "unknown",
-    }
-}
-
 /// Label of a level in the counts.
 pub fn level_label(level: Availability) -> &'static str {
     match level {
@@ -235,12 +225,6 @@ pub fn age(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     }
 }
 
-/// RFC 3339 with seconds, for `<time datetime>`; empty for never.
-pub fn iso(at: Option<DateTime<Utc>>) -> String {
-    at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,7 +239,6 @@ mod tests {
                 availability: level,
                 checked_at: None,
             },
-            changed_in: 1,
         }
     }
 
