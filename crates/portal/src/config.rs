@@ -124,7 +124,7 @@ pub struct Settings {
     pub event_stream_lifetime: Duration,
 
     /// Memory for rendered pages kept for reuse, in KiB.
-    #[arg(long, env = "PAGE_CACHE_KIB", default_value_t = 16 * 1024)]
+    #[arg(long, env = "PAGE_CACHE_KIB", default_value_t = 8 * 1024)]
     pub page_cache_kib: usize,
 
     /// PEM certificate chain; with TLS_KEY_FILE, serve HTTPS.

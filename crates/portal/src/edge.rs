@@ -31,9 +31,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// Largest read buffer of one connection: above [`ops::http::MAX_HEADER_BYTES`]
-/// plus a request line, far below hyper's default (~400 KB).
-pub const MAX_BUF: usize = 32 * 1024;
+/// Largest read buffer of one connection: [`ops::http::MAX_HEADER_BYTES`] of
+/// headers plus a request line fit; hyper's default is ~400 KB.
+pub const MAX_BUF: usize = 20 * 1024;
 
 /// The bounds of the public listener.
 #[derive(Debug, Clone)]

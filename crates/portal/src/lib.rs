@@ -96,7 +96,7 @@ impl Application {
             instance: settings.instance(),
             shutdown: shutdown.clone(),
             pages: web::PageCache::new(settings.page_cache_kib.saturating_mul(1024)),
-            renders: Arc::new(tokio::sync::Semaphore::new(cores)),
+            renders: web::RenderTurns::new(cores),
             // One attempt may try two replicas, each bounded by the upstream timeout.
             first_fetch_wait: settings.upstream_timeout * 2 + std::time::Duration::from_millis(250),
             streams: Quota::new(

@@ -154,8 +154,28 @@ pub(crate) fn start_portal(
     admin: u16,
     unlimited: bool,
 ) -> Result<Service, String> {
+    let limits: &[(&str, &str)] = if unlimited {
+        // The per-client bounds would cap the load generator itself.
+        &[
+            ("RATE_LIMIT_PER_SECOND", "0"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "0"),
+            ("MAX_CONNECTIONS", "8192"),
+        ]
+    } else {
+        &[("RATE_LIMIT_PER_SECOND", "50")]
+    };
+    start_portal_with(hardware_urls, port, admin, limits)
+}
+
+/// The portal with these settings (the rest defaults).
+pub(crate) fn start_portal_with(
+    hardware_urls: &str,
+    port: u16,
+    admin: u16,
+    envs: &[(&str, &str)],
+) -> Result<Service, String> {
     Command::new(bin("portal"))
-        .env("RATE_LIMIT_PER_SECOND", if unlimited { "0" } else { "50" })
+        .envs(envs.iter().copied())
         .env("HARDWARE_URL", hardware_urls)
         .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
         .env("PORTAL_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
@@ -231,7 +251,7 @@ pub(crate) fn wrk(port: u16, path: &str, connections: u32, seconds: u64) -> Resu
     Ok(load)
 }
 
-fn seed(db: &MariaDb, n: usize) -> Result<(), String> {
+pub(crate) fn seed(db: &MariaDb, n: usize) -> Result<(), String> {
     let providers = ["Amazon", "Azure", "GCP", "Oracle"];
     let mut sql = String::from("USE hardware; DELETE FROM hardware;");
     if n > 0 {

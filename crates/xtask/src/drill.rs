@@ -1,5 +1,8 @@
 //! `cargo xtask drill`: fault drills against release builds on loopback.
 //!
+//! The hostile-client drill (what one anonymous client can make the portal
+//! hold) lives in `hostile.rs`.
+//!
 //! Each drill is bounded in time, sends traffic only to processes this command
 //! started on 127.0.0.1, prints its figures and ends with a PASS or FAIL line;
 //! the last line is "drill: N passed, M failed".
@@ -34,7 +37,7 @@ fn signal(service: &Service, name: &str) {
         .status();
 }
 
-pub fn run(soak_seconds: u64) -> Result<(), String> {
+pub fn run(soak_seconds: u64, hostile_only: bool) -> Result<(), String> {
     crate::provision::ensure_mariadb()?;
     crate::provision::ensure_packages(&["wrk"], "wrk")?;
     crate::build_release(&["hardware", "portal"])?;
@@ -43,6 +46,22 @@ pub fn run(soak_seconds: u64) -> Result<(), String> {
         passed: 0,
         failed: 0,
     };
+    if !hostile_only {
+        faults(&db, &mut tally, soak_seconds)?;
+    }
+    // One hostile client against the public edge.
+    crate::hostile::run(&db, &mut |what, ok| tally.check(what, ok))?;
+    drop(db);
+    println!("drill: {} passed, {} failed", tally.passed, tally.failed);
+    if tally.failed == 0 {
+        Ok(())
+    } else {
+        Err(format!("{} drill(s) failed", tally.failed))
+    }
+}
+
+/// The fault drills: soak, a replica killed, hardware hung, down, never reached.
+fn faults(db: &MariaDb, tally: &mut Tally, soak_seconds: u64) -> Result<(), String> {
     let fast = [
         ("PROBE_DELAY", "200ms".to_owned()),
         ("AVAILABILITY_TTL", "5s".to_owned()),
@@ -50,7 +69,7 @@ pub fn run(soak_seconds: u64) -> Result<(), String> {
     let ports = [free_port()?, free_port()?, free_port()?];
     let mut replicas = Vec::new();
     for port in ports {
-        replicas.push(Some(start_hardware(&db, port, &fast)?));
+        replicas.push(Some(start_hardware(db, port, &fast)?));
     }
     for port in ports {
         wait_for_200(port, "/readyz", Duration::from_secs(30))?;
@@ -116,7 +135,7 @@ pub fn run(soak_seconds: u64) -> Result<(), String> {
         )
     };
     let before = calls_ok(victim);
-    replicas[0] = Some(start_hardware(&db, victim, &fast)?);
+    replicas[0] = Some(start_hardware(db, victim, &fast)?);
     wait_for_200(victim, "/readyz", Duration::from_secs(30))?;
     // Ejection lasts 10 s by default; give it that plus a few refreshes.
     let rejoined = {
@@ -197,12 +216,5 @@ pub fn run(soak_seconds: u64) -> Result<(), String> {
             && String::from_utf8_lossy(&body).contains("<html"),
     );
     drop(lonely);
-    drop(db);
-
-    println!("drill: {} passed, {} failed", tally.passed, tally.failed);
-    if tally.failed == 0 {
-        Ok(())
-    } else {
-        Err(format!("{} drill(s) failed", tally.failed))
-    }
+    Ok(())
 }

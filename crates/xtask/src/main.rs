@@ -17,6 +17,7 @@
 mod bench;
 mod drill;
 mod fuzz;
+mod hostile;
 mod mariadb;
 mod provision;
 mod redis;
@@ -38,7 +39,10 @@ fn main() -> ExitCode {
         "e2e" => e2e(),
         "lint-deploy" => lint_deploy(),
         "fuzz" => fuzz::run(),
-        "drill" => drill::run(flag(rest, "--soak-seconds", 60)),
+        "drill" => drill::run(
+            flag(rest, "--soak-seconds", 60),
+            rest.iter().any(|arg| arg == "--hostile-only"),
+        ),
         "bench" => bench::run(flag(rest, "--seconds", 5)),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
@@ -66,8 +70,9 @@ Tasks:
   db               start a throwaway MariaDB on loopback and print DATABASE_URL
   bench [--seconds S]
                    release builds on loopback under wrk; writes BENCHMARKS.md
-  drill [--soak-seconds S]
-                   fault drills on loopback (soak, replica killed, hardware hung/down)
+  drill [--soak-seconds S] [--hostile-only]
+                   fault drills on loopback (soak, replica killed, hardware hung/down,
+                   a hostile client against the portal)
   fuzz             schemathesis against hardware's /openapi.json (≥ 1,000 cases)
   lint-deploy      static checks of docker-compose.yml, Dockerfiles (and k8s/)
   e2e              the compose end-to-end proof (Docker; stand-ins for unpullable images)
@@ -143,7 +148,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     check_sqlx_fresh(&fresh)?;
     lint_deploy()?;
     fuzz::run()?;
-    drill::run(60)?;
+    drill::run(60, false)?;
     // The compose proof: always in CI; elsewhere when a Docker engine answers.
     match provision::docker_usable() {
         Ok(()) => e2e(),

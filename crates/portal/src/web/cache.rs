@@ -10,6 +10,7 @@
 //! drops everything older, and the pages kept never exceed `PAGE_CACHE_KIB`
 //! in bytes (a page that does not fit is served without being kept).
 
+use crate::client::ClientKey;
 use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,89 @@ impl PageCache {
     }
 }
 
+/// Turns to render a page that is not cached: at most one per core at once,
+/// and one per client at a time, so a client asking for many distinct views
+/// waits behind itself, not in front of everyone else.
+#[derive(Debug, Clone)]
+pub struct RenderTurns {
+    global: Arc<tokio::sync::Semaphore>,
+    clients: Arc<Mutex<HashMap<ClientKey, Arc<tokio::sync::Semaphore>>>>,
+}
+
+/// A client's place in line; forgets the client when nobody of it waits.
+#[derive(Debug)]
+struct ClientLine {
+    clients: Arc<Mutex<HashMap<ClientKey, Arc<tokio::sync::Semaphore>>>>,
+    client: ClientKey,
+    line: Arc<tokio::sync::Semaphore>,
+}
+
+impl Drop for ClientLine {
+    fn drop(&mut self) {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The map's handle and this one: nobody else of this client waits.
+        if Arc::strong_count(&self.line) <= 2 {
+            clients.remove(&self.client);
+        }
+    }
+}
+
+/// The right to render now; dropping it gives the turn on.
+#[derive(Debug)]
+pub struct Turn {
+    // Fields drop in this order: the permits before the line that holds them.
+    _global: tokio::sync::OwnedSemaphorePermit,
+    _own: tokio::sync::OwnedSemaphorePermit,
+    _line: ClientLine,
+}
+
+impl RenderTurns {
+    pub fn new(at_once: usize) -> Self {
+        Self {
+            global: Arc::new(tokio::sync::Semaphore::new(at_once.max(1))),
+            clients: Arc::default(),
+        }
+    }
+
+    /// Waits for `client`'s turn; `None` only if the turns were closed.
+    pub async fn take(&self, client: ClientKey) -> Option<Turn> {
+        let line = {
+            let mut clients = self
+                .clients
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(
+                clients
+                    .entry(client)
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1))),
+            )
+        };
+        let line = ClientLine {
+            clients: Arc::clone(&self.clients),
+            client,
+            line,
+        };
+        let own = Arc::clone(&line.line).acquire_owned().await.ok()?;
+        let global = Arc::clone(&self.global).acquire_owned().await.ok()?;
+        Some(Turn {
+            _global: global,
+            _own: own,
+            _line: line,
+        })
+    }
+
+    /// Clients with a render under way or waiting.
+    pub fn clients(&self) -> usize {
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +232,32 @@ mod tests {
         }
         assert!(cache.bytes() <= 10_000, "{}", cache.bytes());
         assert!(cache.bytes() > 9_000, "it is used: {}", cache.bytes());
+    }
+
+    fn key(ip: &str) -> ClientKey {
+        ClientKey::of(ip.parse().expect("ip"))
+    }
+
+    #[tokio::test]
+    async fn a_client_waits_behind_itself_not_in_front_of_others() {
+        let turns = RenderTurns::new(2);
+        let first = turns.take(key("192.0.2.1")).await.expect("turn");
+        // The same client's second render waits for its first...
+        let again = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            turns.take(key("192.0.2.1")),
+        )
+        .await;
+        assert!(again.is_err(), "one render per client at a time");
+        // ...while another client goes ahead.
+        let other = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            turns.take(key("192.0.2.2")),
+        )
+        .await
+        .expect("another client is not held up")
+        .expect("turn");
+        drop((first, other));
+        assert_eq!(turns.clients(), 0, "clients are forgotten when done");
     }
 }

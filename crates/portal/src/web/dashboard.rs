@@ -4,7 +4,9 @@ use super::cache::Stamp;
 use super::view::{Filters, RawFilters, SortKey, age, iso, level_class, level_label};
 use super::{PageError, WebState};
 use crate::catalog::{Data, Entry};
+use crate::client::ClientKey;
 use askama::Template;
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -67,6 +69,7 @@ struct Dashboard<'a> {
 pub async fn page(
     State(state): State<WebState>,
     headers: HeaderMap,
+    Extension(client): Extension<ClientKey>,
     query: Result<Query<RawFilters>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let Query(raw) = query
@@ -100,13 +103,14 @@ pub async fn page(
     let html = match state.pages.get(&key, stamp) {
         Some(page) => page,
         None => {
-            // At most as many renders at once as there are cores: a flood of
-            // distinct views queues here instead of multiplying memory.
+            // One render per core at once and one per client at a time: a
+            // flood of distinct views queues behind itself, bounded in CPU
+            // and memory, while other visitors keep their turn.
             let _turn = state
                 .renders
-                .acquire()
+                .take(client)
                 .await
-                .map_err(|_| PageError::Unavailable)?;
+                .ok_or(PageError::Unavailable)?;
             let page = axum::body::Bytes::from(render(&state, data, &filters, stale, now)?);
             state.pages.put(key, stamp, page.clone());
             page

@@ -16,11 +16,10 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
-pub use cache::PageCache;
+pub use cache::{PageCache, RenderTurns};
 pub use error::PageError;
 use ops::metrics::HttpMetrics;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -36,8 +35,8 @@ pub struct WebState {
     pub shutdown: CancellationToken,
     /// Rendered pages, reused until the data, the second or the stale flag changes.
     pub pages: cache::PageCache,
-    /// Renders under way at once (one per core): bounds CPU and memory of cache misses.
-    pub renders: Arc<tokio::sync::Semaphore>,
+    /// Renders of uncached pages: one per core at once, one per client at a time.
+    pub renders: cache::RenderTurns,
     /// How long a visitor of a portal that never fetched waits for the first attempt.
     pub first_fetch_wait: Duration,
     /// Live-update streams held, in all and per client.
