@@ -67,24 +67,20 @@ pub async fn request_id(
         .headers()
         .get(wire::REQUEST_ID)
         .is_some_and(|id| valid_request_id(id.as_bytes()));
-    if !valid {
-        let id = uuid_v4();
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            request
-                .headers_mut()
-                .insert(HeaderName::from_static(wire::REQUEST_ID), value);
-        }
+    if !valid && let Some(id) = new_request_id() {
+        request
+            .headers_mut()
+            .insert(HeaderName::from_static(wire::REQUEST_ID), id);
     }
     next.run(request).await
 }
 
-fn uuid_v4() -> String {
+/// A new random (v4 UUID) request id, as a header value.
+fn new_request_id() -> Option<HeaderValue> {
     use tower_http::request_id::MakeRequestId;
-    let mut make = tower_http::request_id::MakeRequestUuid;
-    let request = Request::new(());
-    make.make_request_id(&request)
-        .and_then(|id| id.header_value().to_str().ok().map(str::to_owned))
-        .unwrap_or_else(|| "generated".to_owned())
+    tower_http::request_id::MakeRequestUuid
+        .make_request_id(&Request::new(()))
+        .map(tower_http::request_id::RequestId::into_header_value)
 }
 
 /// Wraps `router` so that every request

@@ -350,8 +350,12 @@ impl Catalog {
     /// by every visitor waiting, each waiting at most `limit`. Once an attempt
     /// has failed (and until one succeeds) it returns at once.
     pub async fn ensure_loaded(&self, request_id: &str, limit: Duration) {
-        let mut changes = self.subscribe();
         let settled = |view: View| view.data.is_some() || view.failing_since.is_some();
+        // The common case, first and cheapest: there is data.
+        if settled(self.view()) {
+            return;
+        }
+        let mut changes = self.subscribe();
         if settled(self.view()) {
             return;
         }

@@ -82,6 +82,23 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// A comma-separated list of [`Cidr`] blocks; empty means none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CidrList(pub Vec<Cidr>);
+
+impl FromStr for CidrList {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|block| !block.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+}
+
 impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
@@ -346,6 +363,17 @@ mod tests {
             map.append(*name, HeaderValue::from_str(value).expect("value"));
         }
         map
+    }
+
+    #[test]
+    fn an_empty_list_trusts_nobody() {
+        assert_eq!("".parse::<CidrList>(), Ok(CidrList::default()));
+        assert_eq!(" , ".parse::<CidrList>(), Ok(CidrList::default()));
+        assert_eq!(
+            "10.0.0.0/8, ::1".parse::<CidrList>().map(|l| l.0.len()),
+            Ok(2)
+        );
+        assert!("10.0.0.0/8,x".parse::<CidrList>().is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Settings: every one a flag with an environment fallback (`portal --help`).
 
-use crate::client::Cidr;
+use crate::client::CidrList;
 use clap::{Args, Parser, Subcommand};
 use ops::telemetry::LogFormat;
 use std::net::SocketAddr;
@@ -88,8 +88,8 @@ pub struct Settings {
     /// Proxies whose `Forwarded`/`X-Forwarded-For` names the client
     /// (comma-separated addresses or CIDR blocks; default none). From any other
     /// peer those headers are ignored: the TCP peer is the client.
-    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<Cidr>,
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: CidrList,
 
     /// Connections open at once on the public listener; more are closed at accept.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(settings.hardware_url[0].as_str(), "http://hardware:5001/");
         assert!(settings.validate().is_ok());
         assert!(
-            settings.trusted_proxies.is_empty(),
+            settings.trusted_proxies.0.is_empty(),
             "no proxy is trusted by default"
         );
     }
@@ -251,7 +251,7 @@ mod tests {
     fn trusted_proxies_are_a_list_of_blocks() {
         let settings =
             parse(&["--trusted-proxies", "10.0.0.0/8, fd00::/8,192.0.2.1"]).expect("parses");
-        assert_eq!(settings.trusted_proxies.len(), 3);
+        assert_eq!(settings.trusted_proxies.0.len(), 3);
     }
 
     #[test]

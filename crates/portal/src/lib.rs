@@ -112,7 +112,7 @@ impl Application {
             state,
             http_metrics,
             limiter,
-            TrustedProxies::new(&settings.trusted_proxies),
+            TrustedProxies::new(&settings.trusted_proxies.0),
             tls.is_some(),
         );
         let registry = Arc::new(registry);
@@ -217,7 +217,7 @@ impl Application {
                 header_read_timeout: self.settings.header_read_timeout,
                 drain_timeout: self.settings.drain_timeout,
             },
-            TrustedProxies::new(&self.settings.trusted_proxies),
+            TrustedProxies::new(&self.settings.trusted_proxies.0),
             self.edge_metrics,
             stop,
         )

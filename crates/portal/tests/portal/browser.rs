@@ -77,7 +77,7 @@ fn artifacts_dir() -> PathBuf {
 async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(pool: MySqlPool) {
     let chromium =
         find_program("chromium").expect("chromium not found (cargo xtask test installs it)");
-    let hardware = spawn_hardware(pool, "hw-browser", Duration::from_millis(2500)).await;
+    let hardware = spawn_hardware(pool, "hw-browser", Duration::from_millis(5000)).await;
     let portal = spawn_portal(&hardware.url(), &[]).await;
     let driver = Driver::start().await;
     let profile = std::env::temp_dir().join(format!("portal-browser-{}", std::process::id()));
@@ -137,7 +137,7 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
         .await
         .expect("script runs");
     let mut filled = false;
-    for _ in 0..100 {
+    for _ in 0..150 {
         let pending = browser
             .find_all(Locator::Css("tr.pending"))
             .await
