@@ -332,3 +332,37 @@ async fn a_stream_follows_changes_from_another_replica_and_after_a_restart(pool:
     portal_a.stop.cancel();
     restarted.stop.cancel();
 }
+
+#[tokio::test]
+async fn shutdown_cuts_what_is_still_open_at_the_drain_deadline() {
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let app = crate::helpers::build_portal(
+        &stub.url(),
+        &["--header-read-timeout=1h", "--drain-timeout=500ms"],
+    )
+    .await;
+    let addr = app.local_addr();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(app.run_until(stop.clone().cancelled_owned()));
+    // A connection stuck mid-head, which no graceful shutdown can finish.
+    let mut stuck = TcpStream::connect(addr).await.expect("connects");
+    stuck
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("writes");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(3), running)
+        .await
+        .expect("the portal stops at the drain deadline")
+        .expect("task")
+        .expect("clean stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let closed = until_closed(&mut stuck, Duration::from_secs(2)).await;
+    assert!(closed.is_some(), "the stuck connection was cut");
+}
