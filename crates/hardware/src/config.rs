@@ -22,7 +22,7 @@ pub struct Cli {
 }
 
 /// What the binary does; `serve` when none is given.
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API (the default).
     Serve,
@@ -31,6 +31,9 @@ pub enum Command {
     Migrate,
     /// Exit 0 when the local `/healthz` answers 2xx (for exec-form healthchecks).
     Healthcheck,
+    /// List, add, change, remove, import and export inventory items through
+    /// the running service (`hardware items --help`).
+    Items(crate::items_cli::ItemsArgs),
 }
 
 /// Every setting of the service.

@@ -21,7 +21,10 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod engine;
+pub mod import;
 pub mod inventory;
+pub mod items_cli;
+pub mod rules;
 
 use anyhow::Context;
 use api::AppState;

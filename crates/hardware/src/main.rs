@@ -8,7 +8,7 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     ops::telemetry::init(cli.settings.log_format);
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let result = match cli.command.clone().unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.settings).await,
         Command::Migrate => hardware::migrate(&cli.settings).await.map(|()| {
             tracing::info!("database migrations applied");
@@ -16,6 +16,16 @@ async fn main() -> ExitCode {
         Command::Healthcheck => ops::healthcheck::local(cli.settings.listen)
             .await
             .map_err(anyhow::Error::from),
+        Command::Items(args) => {
+            hardware::items_cli::run(
+                &args,
+                &cli.settings,
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )
+            .await
+        }
     };
     ops::exit("hardware", result)
 }

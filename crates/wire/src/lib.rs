@@ -95,6 +95,44 @@ pub struct ItemInput {
     pub name: String,
 }
 
+/// The body of `POST /hardware/import`: the inventory as a list of items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    pub items: Vec<ItemInput>,
+    /// Remove every item the list does not name.
+    #[serde(default)]
+    pub prune: bool,
+    /// Work out the summary, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Apply the valid items even when some are rejected (otherwise a
+    /// rejected item means nothing is applied).
+    #[serde(default)]
+    pub partial: bool,
+}
+
+/// One item of an import that was refused, by its position in the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// What an import did (or, with `dry_run` or a rejection, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    /// Items that were not in the inventory.
+    pub added: u64,
+    /// Valid items already there (including repeats within the list).
+    pub unchanged: u64,
+    /// Items removed because the list did not name them (`prune`).
+    pub removed: u64,
+    pub rejected: Vec<Rejected>,
+    /// Whether the changes were made.
+    pub applied: bool,
+}
+
 /// An RFC 9457 problem body: every error either service answers in JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 const SIZES: [usize; 4] = [2, 200, 2_000, 10_000];
 const CONNECTIONS: [u32; 3] = [50, 200, 1000];
+const IMPORT_SIZES: [usize; 2] = [10_000, 100_000];
 
 pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
@@ -463,12 +464,81 @@ pub fn run(seconds: u64) -> Result<(), String> {
     eprintln!("bench: three replicas");
     let alone = measure_replicas(&db, false)?;
     let shared = measure_replicas(&db, true)?;
+    eprintln!("bench: import");
+    let imports = measure_import(&db)?;
     drop(db);
-    let report = render(&results, &limits, page_bytes, alone, shared, seconds);
+    let report = render(
+        &results, &limits, page_bytes, alone, shared, &imports, seconds,
+    );
     let path = crate::workspace_root().join("BENCHMARKS.md");
     std::fs::write(&path, report).map_err(|e| e.to_string())?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
+}
+
+/// One `hardware items import` measurement.
+struct ImportFigure {
+    rows: usize,
+    first_s: f64,
+    first_summary: String,
+    again_s: f64,
+    again_summary: String,
+}
+
+/// `hardware items import` of generated CSV files into an empty inventory,
+/// then the same file again (nothing to change), against a release hardware.
+fn measure_import(db: &MariaDb) -> Result<Vec<ImportFigure>, String> {
+    let dir = crate::workspace_root().join("target/xtask/bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let token = dir.join("admin-token");
+    std::fs::write(&token, "bench-admin-token-0123456789\n").map_err(|e| e.to_string())?;
+    let mut figures = Vec::new();
+    for rows in IMPORT_SIZES {
+        seed(db, 0)?;
+        let port = free_port()?;
+        let _hardware = start_hardware(
+            db,
+            port,
+            &[("ADMIN_TOKEN_FILE", token.display().to_string())],
+        )?;
+        wait_for_200(port, "/readyz", Duration::from_secs(30))?;
+        let file = dir.join(format!("import-{rows}.csv"));
+        let mut csv = String::from("provider,name\n");
+        for i in 0..rows {
+            let _ = writeln!(csv, "Provider {},\"model {i:06}, imported\"", i % 7);
+        }
+        std::fs::write(&file, csv).map_err(|e| e.to_string())?;
+        let import = || -> Result<(f64, String), String> {
+            let started = Instant::now();
+            let out = Command::new(bin("hardware"))
+                .args(["items", "import"])
+                .arg(&file)
+                .env("ADMIN_TOKEN_FILE", &token)
+                .env("HARDWARE_API_URL", format!("http://127.0.0.1:{port}/"))
+                .env("RUST_LOG", "warn")
+                .output()
+                .map_err(|e| format!("hardware items import: {e}"))?;
+            let took = started.elapsed().as_secs_f64();
+            let summary = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !out.status.success() {
+                return Err(format!(
+                    "hardware items import failed: {summary} {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            Ok((took, summary))
+        };
+        let (first_s, first_summary) = import()?;
+        let (again_s, again_summary) = import()?;
+        figures.push(ImportFigure {
+            rows,
+            first_s,
+            first_summary,
+            again_s,
+            again_summary,
+        });
+    }
+    Ok(figures)
 }
 
 fn render(
@@ -477,6 +547,7 @@ fn render(
     page_bytes: usize,
     alone: (f64, f64),
     shared: (f64, f64),
+    imports: &[ImportFigure],
     seconds: u64,
 ) -> String {
     let limit = |c: u32| {
@@ -601,6 +672,26 @@ Load: `wrk -t2 -cC -dDs --latency`.\n"
         "| Redis (`REDIS_URL`) | {:.0} | {:.2} |",
         shared.0, shared.1
     );
+    let _ = writeln!(
+        out,
+        "\n## Import (`hardware items import FILE`, CSV, into an empty inventory; then the same file again)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| rows | first import | rows/s | its summary | again (nothing to change) | its summary |\n|---|---|---|---|---|---|"
+    );
+    for f in imports {
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} s | {:.0} | {} | {:.2} s | {} |",
+            f.rows,
+            f.first_s,
+            f.rows as f64 / f.first_s.max(1e-9),
+            f.first_summary,
+            f.again_s,
+            f.again_summary
+        );
+    }
     let _ = writeln!(
         out,
         "\nThe reference Flask version serves 9.75 req/s at c=50 (5 s per page, one thread per row)."

@@ -13,11 +13,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wire::{Availability, Item, ItemInput};
 
-/// Longest provider name accepted (the column's width).
-pub const MAX_PROVIDER_CHARS: usize = 64;
-/// Longest item name accepted (the column's width).
-pub const MAX_NAME_CHARS: usize = 128;
-
 fn item(record: &Record, reading: Option<Reading>) -> Item {
     Item {
         id: record.id,
@@ -242,32 +237,13 @@ fn not_found(id: u64) -> ApiError {
 
 /// Checks a body's fields; the error says which field and why.
 fn validate(input: ItemInput) -> Result<ItemInput, ApiError> {
-    check_field("provider", &input.provider, MAX_PROVIDER_CHARS)?;
-    check_field("name", &input.name, MAX_NAME_CHARS)?;
+    crate::rules::check_item(&input).map_err(ApiError::Unprocessable)?;
     Ok(input)
-}
-
-fn check_field(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    let problem = if value.trim().is_empty() {
-        Some("must not be empty".to_owned())
-    } else if value.chars().count() > max {
-        Some(format!("must be at most {max} characters"))
-    } else if value.chars().any(char::is_control) {
-        Some("must not contain control characters".to_owned())
-    } else if value.trim() != value {
-        Some("must not start or end with white space".to_owned())
-    } else {
-        None
-    };
-    match problem {
-        Some(why) => Err(ApiError::Unprocessable(format!("{field} {why}"))),
-        None => Ok(()),
-    }
 }
 
 /// Makes this replica see its own write at once (read-your-writes). The write
 /// already succeeded, so a failure here is logged, not reported.
-async fn refresh_after_write(state: &AppState) {
+pub(crate) async fn refresh_after_write(state: &AppState) {
     if let Err(err) = state.inventory.refresh().await {
         tracing::warn!(error = %err, "inventory refresh after a write failed; the poller will retry");
     }
@@ -322,6 +298,37 @@ pub async fn update(
     Ok(Json(item(&record, state.engine.reading(id))))
 }
 
+/// `POST /hardware/import` (admin): adds the listed items that are missing
+/// (and with `prune` removes the rest) in one transaction; the summary says
+/// what was (or, with `dry_run` or a rejection, would be) done.
+pub async fn import(
+    State(state): State<AppState>,
+    _admin: Admin,
+    body: Result<Json<wire::ImportRequest>, JsonRejection>,
+) -> Result<Json<wire::ImportSummary>, ApiError> {
+    let Json(request) = body?;
+    if request.items.len() > crate::import::MAX_ITEMS {
+        return Err(ApiError::Unprocessable(format!(
+            "an import carries at most {} items",
+            crate::import::MAX_ITEMS
+        )));
+    }
+    let summary = crate::import::apply(&state.pool, &request).await?;
+    if summary.applied {
+        refresh_after_write(&state).await;
+    }
+    tracing::info!(
+        items = request.items.len(),
+        added = summary.added,
+        unchanged = summary.unchanged,
+        removed = summary.removed,
+        rejected = summary.rejected.len(),
+        applied = summary.applied,
+        "inventory import"
+    );
+    Ok(Json(summary))
+}
+
 /// `DELETE /hardware/{id}` (admin): `204`.
 pub async fn remove(
     State(state): State<AppState>,
@@ -340,6 +347,7 @@ pub async fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rules::MAX_NAME_CHARS;
 
     fn input(provider: &str, name: &str) -> ItemInput {
         ItemInput {

@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use error::ApiError;
 pub use items::FullListCache;
 use ops::metrics::HttpMetrics;
@@ -25,6 +25,8 @@ use std::time::Duration;
 
 /// Largest accepted request body: an item is two short strings.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest import body: room for [`crate::import::MAX_ITEMS`] short items.
+pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
 
 /// What every handler can reach. Cheap to clone: handles and `Arc`s only.
 #[derive(Debug, Clone)]
@@ -47,6 +49,10 @@ pub fn router(state: AppState, http_metrics: HttpMetrics, instance: &str) -> Rou
     let api = Router::new()
         .route("/hardware", get(items::list).post(items::create))
         .route("/hardware/", get(items::list).post(items::create))
+        .route(
+            "/hardware/import",
+            post(items::import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        )
         .route(
             "/hardware/{id}",
             get(items::show).put(items::update).delete(items::remove),

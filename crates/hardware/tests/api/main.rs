@@ -10,6 +10,7 @@ mod contract;
 mod drills;
 mod hardening;
 mod helpers;
+mod inventory;
 mod migrations;
 mod shared_cache;
 mod writes;
