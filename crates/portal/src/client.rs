@@ -10,6 +10,11 @@
 //!   (connections, event streams), released when the [`Pass`] is dropped.
 
 use axum::http::HeaderMap;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -216,6 +221,42 @@ pub struct Quota {
     max_total: usize,
     max_per_client: usize,
     held: Arc<Mutex<Held>>,
+    metrics: Option<QuotaMetrics>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// What a [`Quota`] shows in `/metrics`: `<name>_open` and
+/// `<name>_refused_total{reason="full"|"client_full"}`.
+#[derive(Debug, Clone)]
+pub struct QuotaMetrics {
+    open: Gauge,
+    refused: Family<ReasonLabel, Counter>,
+}
+
+impl QuotaMetrics {
+    /// `what` names the things held ("Connections on the public listener");
+    /// `caps` the settings behind the two reasons.
+    pub fn register(registry: &mut Registry, name: &str, what: &str, caps: &str) -> Self {
+        let metrics = Self {
+            open: Gauge::default(),
+            refused: Family::default(),
+        };
+        registry.register(
+            format!("{name}_open"),
+            format!("{what} open"),
+            metrics.open.clone(),
+        );
+        registry.register(
+            format!("{name}_refused"),
+            format!("{what} refused: {caps}"),
+            metrics.refused.clone(),
+        );
+        metrics
+    }
 }
 
 /// Why a [`Quota`] said no.
@@ -250,7 +291,28 @@ impl Quota {
             max_total,
             max_per_client,
             held: Arc::default(),
+            metrics: None,
         }
+    }
+
+    /// The same quota, counting what it holds and refuses in `metrics`.
+    pub fn counted(self, metrics: QuotaMetrics) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..self
+        }
+    }
+
+    fn refuse(&self, why: Refused) -> Result<Pass, Refused> {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .refused
+                .get_or_create(&ReasonLabel {
+                    reason: why.as_str(),
+                })
+                .inc();
+        }
+        Err(why)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
@@ -264,18 +326,21 @@ impl Quota {
     pub fn enter(&self, client: Option<ClientKey>) -> Result<Pass, Refused> {
         let mut held = self.lock();
         if held.total >= self.max_total {
-            return Err(Refused::Full);
+            return self.refuse(Refused::Full);
         }
         if let Some(key) = client
             && self.max_per_client > 0
         {
             let mine = held.per_client.entry(key).or_default();
             if *mine >= self.max_per_client {
-                return Err(Refused::ClientFull);
+                return self.refuse(Refused::ClientFull);
             }
             *mine += 1;
         }
         held.total += 1;
+        if let Some(metrics) = &self.metrics {
+            metrics.open.inc();
+        }
         Ok(Pass {
             quota: self.clone(),
             client: client.filter(|_| self.max_per_client > 0),
@@ -290,6 +355,9 @@ impl Quota {
 
 impl Drop for Pass {
     fn drop(&mut self) {
+        if let Some(metrics) = &self.quota.metrics {
+            metrics.open.dec();
+        }
         let mut held = self.quota.lock();
         held.total = held.total.saturating_sub(1);
         if let Some(key) = self.client

@@ -12,16 +12,12 @@
 //! - On shutdown: stop accepting, let in-flight requests finish, and cut
 //!   whatever is still open after `DRAIN_TIMEOUT`.
 
-use crate::client::{ClientKey, Quota, TrustedProxies};
+use crate::client::{ClientKey, Quota, QuotaMetrics, TrustedProxies};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,36 +40,14 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-/// What the listener counts.
-#[derive(Debug, Clone)]
-pub struct EdgeMetrics {
-    open: Gauge,
-    refused: Family<ReasonLabel, Counter>,
-}
-
-impl EdgeMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            open: Gauge::default(),
-            refused: Family::default(),
-        };
-        registry.register(
-            "connections_open",
-            "Connections open on the public listener",
-            metrics.open.clone(),
-        );
-        registry.register(
-            "connections_refused",
-            "Connections closed at accept: full (MAX_CONNECTIONS) or client_full (MAX_CONNECTIONS_PER_CLIENT)",
-            metrics.refused.clone(),
-        );
-        metrics
-    }
+/// The listener's metrics: `connections_open`, `connections_refused_total`.
+pub fn register_metrics(registry: &mut Registry) -> QuotaMetrics {
+    QuotaMetrics::register(
+        registry,
+        "connections",
+        "Connections on the public listener",
+        "full (MAX_CONNECTIONS) or client_full (MAX_CONNECTIONS_PER_CLIENT)",
+    )
 }
 
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
@@ -87,10 +61,11 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     limits: Limits,
     trusted: TrustedProxies,
-    metrics: EdgeMetrics,
+    metrics: QuotaMetrics,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let quota = Quota::new(limits.max_connections, limits.max_connections_per_client);
+    let quota =
+        Quota::new(limits.max_connections, limits.max_connections_per_client).counted(metrics);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -116,13 +91,7 @@ pub async fn serve(
         let client = (!trusted.trusts(peer.ip())).then(|| ClientKey::of(peer.ip()));
         let pass = match quota.enter(client) {
             Ok(pass) => pass,
-            Err(why) => {
-                metrics
-                    .refused
-                    .get_or_create(&ReasonLabel {
-                        reason: why.as_str(),
-                    })
-                    .inc();
+            Err(_) => {
                 if tls.is_none() {
                     // Best effort, never waits: the socket buffer takes it or not.
                     let _ = tcp.try_write(REFUSAL);
@@ -137,7 +106,6 @@ pub async fn serve(
             peer,
             watcher: graceful.watcher(),
             cut: cut.clone(),
-            open: metrics.open.clone(),
         };
         let tls = tls.clone();
         let handshake_limit = limits.header_read_timeout;
@@ -186,7 +154,6 @@ struct Connection {
     peer: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
     cut: CancellationToken,
-    open: Gauge,
 }
 
 impl Connection {
@@ -200,9 +167,7 @@ impl Connection {
             peer,
             watcher,
             cut,
-            open,
         } = self;
-        open.inc();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().oneshot(request.map(Body::new))
@@ -217,7 +182,6 @@ impl Connection {
             }
             () = cut.cancelled() => {}
         }
-        open.dec();
     }
 }
 

@@ -53,7 +53,7 @@ pub struct Application {
     settings: Settings,
     shutdown: CancellationToken,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    edge_metrics: edge::EdgeMetrics,
+    edge_metrics: client::QuotaMetrics,
 }
 
 impl std::fmt::Debug for Application {
@@ -85,8 +85,8 @@ impl Application {
         )?;
         let catalog = Catalog::new(upstream.clone());
         let http_metrics = ops::metrics::HttpMetrics::register(&mut registry);
-        let edge_metrics = edge::EdgeMetrics::register(&mut registry);
-        let stream_metrics = web::events::StreamMetrics::register(&mut registry);
+        let edge_metrics = edge::register_metrics(&mut registry);
+        let stream_metrics = web::events::register_metrics(&mut registry);
         let shutdown = CancellationToken::new();
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let state = WebState {
@@ -102,9 +102,9 @@ impl Application {
             streams: Quota::new(
                 settings.max_event_streams,
                 settings.max_event_streams_per_client,
-            ),
+            )
+            .counted(stream_metrics),
             stream_lifetime: settings.event_stream_lifetime,
-            stream_metrics,
         };
         let limiter =
             web::limit::RateLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst);

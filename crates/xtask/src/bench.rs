@@ -68,7 +68,12 @@ pub(crate) fn wait_for_200(port: u16, path: &str, limit: Duration) -> Result<Dur
 }
 
 pub(crate) fn rss_mb(child: &Child) -> f64 {
-    std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+    rss_of_pid(child.id())
+}
+
+/// Resident memory of process `pid` in MB (0 when it is gone).
+pub(crate) fn rss_of_pid(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status

@@ -20,7 +20,9 @@
 //!
 //! Traffic goes only to the portal this drill started on 127.0.0.1.
 
-use crate::bench::{Service, free_port, seed, start_hardware, start_portal_with, wait_for_200};
+use crate::bench::{
+    Service, free_port, rss_of_pid, seed, start_hardware, start_portal_with, wait_for_200,
+};
 use crate::mariadb::MariaDb;
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
@@ -99,7 +101,7 @@ impl Watch {
             thread::spawn(move || {
                 let mut peak: f64 = 0.0;
                 while !stop.load(Ordering::Relaxed) {
-                    peak = peak.max(rss_of(pid));
+                    peak = peak.max(rss_of_pid(pid));
                     thread::sleep(Duration::from_millis(50));
                 }
                 peak
@@ -119,19 +121,6 @@ impl Watch {
         let peak = self.sampler.join().unwrap_or(0.0);
         (seen, peak)
     }
-}
-
-fn rss_of(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Runs `work` on `threads` threads until `until`; returns how many times it ran.
@@ -354,7 +343,7 @@ pub fn run(db: &MariaDb, check: &mut dyn FnMut(&str, bool)) -> Result<(), String
     for _ in 0..20 {
         exchange(VISITOR, port, &get("/"));
     }
-    let idle = rss_of(pid);
+    let idle = rss_of_pid(pid);
     println!(
         "drill figure: hostile: release portal, {ITEMS} items, rate limit off, header timeout {timeout}; idle RSS {idle:.1} MB"
     );

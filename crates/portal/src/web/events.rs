@@ -16,7 +16,7 @@
 
 use super::{PageError, WebState};
 use crate::catalog::{Signal, Version};
-use crate::client::{ClientKey, Pass, Refused};
+use crate::client::{ClientKey, Pass, QuotaMetrics, Refused};
 use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -24,10 +24,6 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures_util::StreamExt as _;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use std::convert::Infallible;
@@ -46,55 +42,14 @@ pub struct Since {
     since: Option<String>,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-/// What the streams count.
-#[derive(Debug, Clone)]
-pub struct StreamMetrics {
-    open: Gauge,
-    refused: Family<ReasonLabel, Counter>,
-}
-
-impl StreamMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            open: Gauge::default(),
-            refused: Family::default(),
-        };
-        registry.register(
-            "event_streams_open",
-            "Live-update streams open",
-            metrics.open.clone(),
-        );
-        registry.register(
-            "event_streams_refused",
-            "Live-update streams refused: full (MAX_EVENT_STREAMS) or client_full (MAX_EVENT_STREAMS_PER_CLIENT)",
-            metrics.refused.clone(),
-        );
-        metrics
-    }
-}
-
-/// Held by a stream for as long as it lives.
-struct Open {
-    _pass: Pass,
-    gauge: Gauge,
-}
-
-impl Open {
-    fn new(pass: Pass, gauge: Gauge) -> Self {
-        gauge.inc();
-        Self { _pass: pass, gauge }
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
+/// The streams' metrics: `event_streams_open`, `event_streams_refused_total`.
+pub fn register_metrics(registry: &mut Registry) -> QuotaMetrics {
+    QuotaMetrics::register(
+        registry,
+        "event_streams",
+        "Live-update streams",
+        "full (MAX_EVENT_STREAMS) or client_full (MAX_EVENT_STREAMS_PER_CLIENT)",
+    )
 }
 
 fn stale_frame(state: &WebState, stale: bool) -> Bytes {
@@ -116,7 +71,7 @@ struct Stream {
     seen: Version,
     stale: Option<bool>,
     ends: Instant,
-    _open: Open,
+    _pass: Pass,
 }
 
 impl Stream {
@@ -155,13 +110,6 @@ pub async fn stream(
     let pass = match state.streams.enter(Some(client)) {
         Ok(pass) => pass,
         Err(why) => {
-            state
-                .stream_metrics
-                .refused
-                .get_or_create(&ReasonLabel {
-                    reason: why.as_str(),
-                })
-                .inc();
             return PageError::Busy(match why {
                 Refused::Full => "The portal has as many live-update streams open as it serves.",
                 Refused::ClientFull => {
@@ -182,7 +130,7 @@ pub async fn stream(
     changes.mark_unchanged();
     let stream = Stream {
         ends: Instant::now() + state.stream_lifetime,
-        _open: Open::new(pass, state.stream_metrics.open.clone()),
+        _pass: pass,
         state,
         changes,
         seen,

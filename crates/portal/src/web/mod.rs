@@ -42,7 +42,6 @@ pub struct WebState {
     /// Live-update streams held, in all and per client.
     pub streams: Quota,
     pub stream_lifetime: Duration,
-    pub stream_metrics: events::StreamMetrics,
 }
 
 /// Middleware: works out who sent the request ([`ClientKey`], through
