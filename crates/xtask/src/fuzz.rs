@@ -40,7 +40,12 @@ pub fn run() -> Result<(), String> {
         ],
     )?;
     wait_for_200(port, "/readyz", Duration::from_secs(30))?;
+    // schemathesis keeps a cache in its working directory: a scratch one, so
+    // running the tests leaves the tree clean.
+    let scratch = crate::workspace_root().join("target/xtask/fuzz");
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let out = Command::new(venv.join("bin/schemathesis"))
+        .current_dir(&scratch)
         .args(["run", &format!("http://127.0.0.1:{port}/openapi.json")])
         .args([
             "--checks",
