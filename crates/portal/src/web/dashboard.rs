@@ -220,11 +220,7 @@ fn render(
             data.entries.len()
         )
     };
-    let stale_since = format!(
-        "{} ({})",
-        data.fetched_at.format("%H:%M:%S UTC"),
-        age(Some(data.fetched_at), now)
-    );
+    let stale_since = super::view::stale_since(data.fetched_at, now);
     let page_view = Dashboard {
         version: data.version.to_string(),
         stale,

@@ -211,6 +211,15 @@ pub fn level_label(level: Availability) -> &'static str {
     }
 }
 
+/// What the stale banner says the data dates from: "14:02:07 UTC (12 s ago)".
+pub fn stale_since(fetched_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!(
+        "{} ({})",
+        fetched_at.format("%H:%M:%S UTC"),
+        age(Some(fetched_at), now)
+    )
+}
+
 /// "just now", "12 s ago", "3 min ago", "2 h ago"; "not yet" for never.
 pub fn age(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     let Some(at) = at else {
