@@ -140,17 +140,22 @@ pub fn parse_csv(bytes: &[u8]) -> anyhow::Result<Parsed> {
     let mut header_seen = false;
     let mut record = csv::ByteRecord::new();
     // Line numbers from byte offsets: the reader's own count is off by one
-    // and more around blank lines and CRLF.
-    let line_at = |position: Option<&csv::Position>| {
+    // and more around blank lines and CRLF. Records come in order, so the
+    // newlines are counted once, from the previous record on.
+    let mut counted = (0usize, 1usize);
+    let mut line_at = |position: Option<&csv::Position>| {
         let mut byte = position.map_or(0, |p| usize::try_from(p.byte()).unwrap_or(usize::MAX));
         // A record's position may point at the line ends (and blank lines) before it.
         while body.get(byte).is_some_and(|b| *b == b'\r' || *b == b'\n') {
             byte += 1;
         }
-        1 + body[..byte.min(body.len())]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
+        let byte = byte.min(body.len());
+        let (from, line) = counted;
+        if byte >= from {
+            let more = body[from..byte].iter().filter(|b| **b == b'\n').count();
+            counted = (byte, line + more);
+        }
+        counted.1
     };
     loop {
         match reader.read_byte_record(&mut record) {
