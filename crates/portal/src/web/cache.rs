@@ -28,6 +28,47 @@ struct Inner {
     stamp: Stamp,
     pages: HashMap<String, Bytes>,
     bytes: usize,
+    /// Renders under way, per client and page: that client's other requests
+    /// for the page wait for it (woken all at once) instead of rendering it
+    /// again or queueing one by one for the client's render turn.
+    rendering: HashMap<(ClientKey, String), (Stamp, tokio::sync::watch::Receiver<()>)>,
+}
+
+/// What [`PageCache::lookup`] found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The page, rendered at this stamp.
+    Hit(Bytes),
+    /// This client is rendering it already: wait (`changed()` returns when it
+    /// is done or abandoned), then look again.
+    Wait(tokio::sync::watch::Receiver<()>),
+    /// Render it; others of this client wait until the claim is dropped.
+    Render(Claim),
+}
+
+/// The right (and duty) to render a page for a client; dropping it, rendered
+/// or not, wakes that client's waiting requests.
+#[derive(Debug)]
+pub struct Claim {
+    cache: PageCache,
+    client: ClientKey,
+    key: String,
+    stamp: Stamp,
+    _done: tokio::sync::watch::Sender<()>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut inner = self.cache.lock();
+        let entry = (self.client, std::mem::take(&mut self.key));
+        if inner
+            .rendering
+            .get(&entry)
+            .is_some_and(|(stamp, _)| *stamp == self.stamp)
+        {
+            inner.rendering.remove(&entry);
+        }
+    }
 }
 
 /// Handle to the cache; cheap to clone.
@@ -50,6 +91,32 @@ impl PageCache {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The page for `key` at `stamp`, or whether `client` waits for its own
+    /// render under way or renders it.
+    pub fn lookup(&self, key: &str, stamp: Stamp, client: ClientKey) -> Lookup {
+        let mut inner = self.lock();
+        if inner.stamp == stamp
+            && let Some(page) = inner.pages.get(key)
+        {
+            return Lookup::Hit(page.clone());
+        }
+        let entry = (client, key.to_owned());
+        if let Some((claimed, done)) = inner.rendering.get(&entry)
+            && *claimed == stamp
+        {
+            return Lookup::Wait(done.clone());
+        }
+        let (sender, receiver) = tokio::sync::watch::channel(());
+        inner.rendering.insert(entry, (stamp, receiver));
+        Lookup::Render(Claim {
+            cache: self.clone(),
+            client,
+            key: key.to_owned(),
+            stamp,
+            _done: sender,
+        })
     }
 
     /// The page for `key` rendered at exactly `stamp`, if any.
@@ -236,6 +303,33 @@ mod tests {
 
     fn key(ip: &str) -> ClientKey {
         ClientKey::of(ip.parse().expect("ip"))
+    }
+
+    #[tokio::test]
+    async fn a_client_renders_a_page_once_and_its_other_requests_wait_for_it() {
+        let cache = PageCache::new(1 << 20);
+        let now = stamp(1, 1, false);
+        let Lookup::Render(claim) = cache.lookup("/", now, key("192.0.2.1")) else {
+            panic!("the first renders");
+        };
+        let Lookup::Wait(mut waiting) = cache.lookup("/", now, key("192.0.2.1")) else {
+            panic!("the same client waits");
+        };
+        assert!(
+            matches!(cache.lookup("/", now, key("192.0.2.2")), Lookup::Render(_)),
+            "another client is never held up by this one's render"
+        );
+        cache.put("/".into(), now, Bytes::from_static(b"page"));
+        drop(claim);
+        assert!(
+            waiting.changed().await.is_err(),
+            "woken when the render is done"
+        );
+        assert!(matches!(
+            cache.lookup("/", now, key("192.0.2.1")),
+            Lookup::Hit(_)
+        ));
+        assert!(cache.lock().rendering.is_empty(), "nothing left behind");
     }
 
     #[tokio::test]

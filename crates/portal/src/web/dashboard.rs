@@ -1,6 +1,6 @@
 //! `GET /`: the dashboard page.
 
-use super::cache::Stamp;
+use super::cache::{Lookup, Stamp};
 use super::view::{Filters, RawFilters, SortKey, age, iso, level_class, level_label};
 use super::{PageError, WebState};
 use crate::catalog::{Data, Entry};
@@ -100,20 +100,32 @@ pub async fn page(
         second: now.timestamp(),
         stale,
     };
-    let html = match state.pages.get(&key, stamp) {
-        Some(page) => page,
-        None => {
-            // One render per core at once and one per client at a time: a
-            // flood of distinct views queues behind itself, bounded in CPU
-            // and memory, while other visitors keep their turn.
-            let _turn = state
-                .renders
-                .take(client)
-                .await
-                .ok_or(PageError::Unavailable)?;
-            let page = axum::body::Bytes::from(render(&state, data, &filters, stale, now)?);
-            state.pages.put(key, stamp, page.clone());
-            page
+    let html = loop {
+        match state.pages.lookup(&key, stamp, client) {
+            Lookup::Hit(page) => break page,
+            // This client asked for the page again while rendering it: one
+            // render, every waiting request woken at once.
+            Lookup::Wait(mut done) => {
+                let _ = done.changed().await;
+            }
+            Lookup::Render(claim) => {
+                // One render per core at once and one per client at a time:
+                // a flood of distinct views queues behind itself, bounded in
+                // CPU and memory, while other visitors keep their turn.
+                let _turn = state
+                    .renders
+                    .take(client)
+                    .await
+                    .ok_or(PageError::Unavailable)?;
+                // Another client may have rendered it meanwhile.
+                if let Some(page) = state.pages.get(&key, stamp) {
+                    break page;
+                }
+                let page = axum::body::Bytes::from(render(&state, data, &filters, stale, now)?);
+                state.pages.put(key, stamp, page.clone());
+                drop(claim);
+                break page;
+            }
         }
     };
     let mut response = Html(html).into_response();
