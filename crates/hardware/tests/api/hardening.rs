@@ -70,7 +70,7 @@ async fn the_serving_user_can_change_rows_but_never_the_schema(pool: MySqlPool) 
         "CREATE USER and GRANT found in the init script: {grants:?}"
     );
     for statement in &grants {
-        sqlx::raw_sql(statement.as_str())
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
             .execute(&pool)
             .await
             .expect(statement);
@@ -105,7 +105,7 @@ async fn the_serving_user_can_change_rows_but_never_the_schema(pool: MySqlPool) 
         assert!(denied, "{ddl}: {err}");
     }
     app.close().await.expect("close");
-    sqlx::raw_sql(format!("DROP USER '{user}'@'%'").as_str())
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP USER '{user}'@'%'")))
         .execute(&pool)
         .await
         .expect("cleanup");

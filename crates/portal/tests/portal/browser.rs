@@ -4,7 +4,7 @@
 //! installs them. Without them this test fails: it is never skipped.
 
 use crate::helpers::{spawn_hardware, spawn_portal};
-use fantoccini::{ClientBuilder, Locator};
+use crate::webdriver::Session;
 use sqlx::MySqlPool;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -100,48 +100,25 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
         "goog:loggingPrefs".into(),
         serde_json::json!({"browser": "ALL"}),
     );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let browser = ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&driver.url())
-        .await
-        .expect("browser session");
+    let browser = Session::start(&driver.url(), serde_json::Value::Object(caps)).await;
 
-    browser.goto(&portal.url("/")).await.expect("page loads");
-    let table = browser
-        .find(Locator::Css("table.items"))
-        .await
-        .expect("a real table");
-    let text = table.text().await.expect("text");
+    browser.goto(&portal.url("/")).await;
+    let table = browser.find("table.items").await;
+    let text = browser.text(&table).await;
     assert!(text.contains("Amazon") && text.contains("c5"), "{text}");
     assert!(text.contains("Azure") && text.contains("H16mr"), "{text}");
-    let pending = browser
-        .find_all(Locator::Css("tr.pending"))
-        .await
-        .expect("query");
+    let pending = browser.find_all("tr.pending").await;
     assert_eq!(pending.len(), 2, "both values pending on a cold start");
-    let live = browser
-        .find(Locator::Css("#live[aria-live=polite]"))
-        .await
-        .expect("live region");
-    assert!(
-        live.text()
-            .await
-            .expect("text")
-            .contains("still being computed")
-    );
+    let live = browser.find("#live[aria-live=polite]").await;
+    assert!(browser.text(&live).await.contains("still being computed"));
 
     // A marker that a reload would wipe out.
     browser
-        .execute("window.__sameDocument = 'yes'; return true;", vec![])
-        .await
-        .expect("script runs");
+        .execute("window.__sameDocument = 'yes'; return true;")
+        .await;
     let mut filled = false;
     for _ in 0..150 {
-        let pending = browser
-            .find_all(Locator::Css("tr.pending"))
-            .await
-            .expect("query");
+        let pending = browser.find_all("tr.pending").await;
         if pending.is_empty() {
             filled = true;
             break;
@@ -150,56 +127,39 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
     }
     assert!(filled, "pending values filled in");
     let marker = browser
-        .execute("return window.__sameDocument || null;", vec![])
-        .await
-        .expect("script runs");
+        .execute("return window.__sameDocument || null;")
+        .await;
     assert_eq!(marker, serde_json::json!("yes"), "no reload happened");
-    let badges = browser
-        .find_all(Locator::Css("td .badge"))
-        .await
-        .expect("badges");
+    let badges = browser.find_all("td .badge").await;
     for badge in badges {
-        let level = badge.text().await.expect("text");
+        let level = browser.text(&badge).await;
         assert!(
             ["HIGH", "MEDIUM", "LOW"].contains(&level.as_str()),
             "{level}"
         );
     }
     let pending_count = browser
-        .find(Locator::Css(r#"[data-count="UNKNOWN"]"#))
-        .await
-        .expect("pending count")
-        .text()
-        .await
-        .expect("text");
+        .text(&browser.find(r#"[data-count="UNKNOWN"]"#).await)
+        .await;
     assert_eq!(
         pending_count, "0",
         "the pending count follows the live updates"
     );
-    let live_text = live.text().await.expect("text");
+    let live_text = browser.text(&live).await;
     assert!(live_text.contains("up to date"), "{live_text}");
 
-    let png = browser.screenshot().await.expect("screenshot");
+    let png = browser.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     let shot = artifacts_dir().join("browser-dashboard.png");
     std::fs::write(&shot, png).expect("screenshot saved");
     println!("screenshot: {}", shot.display());
 
     // Console errors (CSP violations, script errors) come back as SEVERE entries.
-    let session = browser.session_id().await.expect("id").expect("session");
-    let logs: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/session/{session}/se/log", driver.url()))
-        .json(&serde_json::json!({"type": "browser"}))
-        .send()
-        .await
-        .expect("log request")
-        .json()
-        .await
-        .expect("log json");
-    let entries = logs["value"].as_array().cloned().unwrap_or_default();
+    let entries = browser.console().await;
     let severe: Vec<_> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
     assert!(severe.is_empty(), "console errors: {severe:?}");
 
-    browser.close().await.expect("close");
+    browser.close().await;
     let _ = std::fs::remove_dir_all(profile);
     portal.stop.cancel();
 }

@@ -16,3 +16,4 @@ mod helpers;
 mod pages;
 mod spread;
 mod tls;
+mod webdriver;

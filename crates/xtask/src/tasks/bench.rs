@@ -3,275 +3,21 @@
 //! Every load run is bounded in time (`--seconds`, default 5) and goes only to
 //! servers this command started on 127.0.0.1.
 
-use crate::mariadb::MariaDb;
-use crate::redis::Redis;
+use crate::support::http::{http_get, metric, wait_for_200};
+use crate::support::mariadb::MariaDb;
+use crate::support::process::{Service, rss_mb};
+use crate::support::redis::Redis;
+use crate::support::services::{bin, seed, start_hardware, start_portal};
+use crate::support::wrk::{Load, wrk};
+use crate::support::{Result, build_release, free_port, provision, workspace_root};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SIZES: [usize; 4] = [2, 200, 2_000, 10_000];
 const CONNECTIONS: [u32; 3] = [50, 200, 1000];
 const IMPORT_SIZES: [usize; 2] = [10_000, 100_000];
-
-pub(crate) fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|err| err.to_string())
-}
-
-/// One GET over a fresh connection: status, body, time to first byte, total.
-pub(crate) fn http_get(
-    port: u16,
-    path: &str,
-) -> Result<(u16, Vec<u8>, Duration, Duration), String> {
-    let started = Instant::now();
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut first = [0u8; 1];
-    stream.read_exact(&mut first).map_err(|e| e.to_string())?;
-    let ttfb = started.elapsed();
-    let mut rest = Vec::new();
-    stream.read_to_end(&mut rest).map_err(|e| e.to_string())?;
-    let total = started.elapsed();
-    let mut raw = vec![first[0]];
-    raw.extend(rest);
-    let text = String::from_utf8_lossy(&raw);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body_at = text.find("\r\n\r\n").map_or(raw.len(), |i| i + 4);
-    Ok((status, raw[body_at.min(raw.len())..].to_vec(), ttfb, total))
-}
-
-pub(crate) fn wait_for_200(port: u16, path: &str, limit: Duration) -> Result<Duration, String> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let Ok((200, ..)) = http_get(port, path) {
-            return Ok(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Err(format!("127.0.0.1:{port}{path} not 200 within {limit:?}"))
-}
-
-pub(crate) fn rss_mb(child: &Child) -> f64 {
-    rss_of_pid(child.id())
-}
-
-/// Resident memory of process `pid` in MB (0 when it is gone).
-pub(crate) fn rss_of_pid(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Sum of a metric's samples whose line contains `filter`.
-pub(crate) fn metric(port: u16, name: &str, filter: &str) -> f64 {
-    http_get(port, "/metrics")
-        .map(|(_, body, ..)| {
-            String::from_utf8_lossy(&body)
-                .lines()
-                .filter(|l| l.starts_with(name) && l.contains(filter))
-                .filter_map(|l| {
-                    l.split_whitespace()
-                        .last()
-                        .and_then(|v| v.parse::<f64>().ok())
-                })
-                .sum()
-        })
-        .unwrap_or(0.0)
-}
-
-/// A service process, stopped with SIGTERM (then SIGKILL) on drop.
-pub(crate) struct Service(pub(crate) Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn bin(name: &str) -> PathBuf {
-    crate::workspace_root().join("target/release").join(name)
-}
-
-fn log_file(name: &str) -> Result<std::fs::File, String> {
-    let dir = crate::workspace_root().join("target/xtask/bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())
-}
-
-pub(crate) fn start_hardware(
-    db: &MariaDb,
-    port: u16,
-    envs: &[(&str, String)],
-) -> Result<Service, String> {
-    let mut cmd = Command::new(bin("hardware"));
-    cmd.env("DATABASE_URL", db.url())
-        .env("HARDWARE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("MIGRATE_ON_START", "true")
-        .env("PROBE_DELAY", "5s")
-        .env("AVAILABILITY_TTL", "60s")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log_file(&format!("hardware-{port}"))?);
-    for (key, value) in envs {
-        cmd.env(key, value);
-    }
-    cmd.spawn()
-        .map(Service)
-        .map_err(|e| format!("hardware: {e}"))
-}
-
-/// `unlimited`: rate limiting off, since every request of a load generator
-/// comes from one address.
-pub(crate) fn start_portal(
-    hardware_urls: &str,
-    port: u16,
-    admin: u16,
-    unlimited: bool,
-) -> Result<Service, String> {
-    let limits: &[(&str, &str)] = if unlimited {
-        // The per-client bounds would cap the load generator itself.
-        &[
-            ("RATE_LIMIT_PER_SECOND", "0"),
-            ("MAX_CONNECTIONS_PER_CLIENT", "0"),
-            ("MAX_CONNECTIONS", "8192"),
-        ]
-    } else {
-        &[("RATE_LIMIT_PER_SECOND", "50")]
-    };
-    start_portal_with(hardware_urls, port, admin, limits)
-}
-
-/// The portal with these settings (the rest defaults).
-pub(crate) fn start_portal_with(
-    hardware_urls: &str,
-    port: u16,
-    admin: u16,
-    envs: &[(&str, &str)],
-) -> Result<Service, String> {
-    Command::new(bin("portal"))
-        .envs(envs.iter().copied())
-        .env("HARDWARE_URL", hardware_urls)
-        .env("PORTAL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PORTAL_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log_file(&format!("portal-{port}"))?)
-        .spawn()
-        .map(Service)
-        .map_err(|e| format!("portal: {e}"))
-}
-
-/// What one wrk run measured.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Load {
-    pub(crate) rps: f64,
-    pub(crate) p50_ms: f64,
-    pub(crate) p99_ms: f64,
-    pub(crate) max_ms: f64,
-    pub(crate) requests: u64,
-    pub(crate) errors: u64,
-}
-
-fn to_ms(text: &str) -> f64 {
-    let (number, unit) = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((text, "ms"), |i| text.split_at(i));
-    let value: f64 = number.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => value / 1000.0,
-        "s" => value * 1000.0,
-        "m" => value * 60_000.0,
-        _ => value,
-    }
-}
-
-pub(crate) fn wrk(port: u16, path: &str, connections: u32, seconds: u64) -> Result<Load, String> {
-    let script = format!(
-        "ulimit -n 65536 2>/dev/null || ulimit -n 4096; exec wrk -t2 -c{connections} -d{seconds}s --timeout 5s --latency http://127.0.0.1:{port}{path}"
-    );
-    let out = Command::new("sh")
-        .args(["-c", &script])
-        .output()
-        .map_err(|e| format!("wrk: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut load = Load::default();
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["Requests/sec:", rps] => load.rps = rps.parse().unwrap_or(0.0),
-            ["Latency", _avg, _stdev, max, ..] => load.max_ms = to_ms(max),
-            ["50%", value] => load.p50_ms = to_ms(value),
-            ["99%", value] => load.p99_ms = to_ms(value),
-            [n, "requests", "in", ..] => load.requests = n.parse().unwrap_or(0),
-            ["Non-2xx", "or", "3xx", "responses:", n] => {
-                load.errors += n.parse::<u64>().unwrap_or(0)
-            }
-            ["Socket", "errors:", rest @ ..] => {
-                load.errors += rest
-                    .iter()
-                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
-                    .sum::<u64>();
-            }
-            _ => {}
-        }
-    }
-    if load.requests == 0 {
-        return Err(format!(
-            "wrk produced no result: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(load)
-}
-
-pub(crate) fn seed(db: &MariaDb, n: usize) -> Result<(), String> {
-    let providers = ["Amazon", "Azure", "GCP", "Oracle"];
-    let mut sql = String::from("USE hardware; DELETE FROM hardware;");
-    if n > 0 {
-        sql.push_str(" INSERT INTO hardware (provider, name) VALUES ");
-        for i in 0..n {
-            if i > 0 {
-                sql.push(',');
-            }
-            let _ = write!(sql, "('{}','m{i:05}')", providers[i % providers.len()]);
-        }
-        sql.push(';');
-    }
-    db.sql(&sql)
-}
 
 struct SizeResult {
     n: usize,
@@ -288,7 +34,7 @@ struct SizeResult {
     hardware: Vec<(u32, Load)>,
 }
 
-fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult, String> {
+fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     seed(db, n)?;
     let (hw_port, portal_port, admin_port) = (free_port()?, free_port()?, free_port()?);
     let launched = Instant::now();
@@ -352,7 +98,7 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult, Stri
 }
 
 /// Probe calls per item per TTL window with three replicas, with and without Redis.
-fn measure_replicas(db: &MariaDb, with_redis: bool) -> Result<(f64, f64), String> {
+fn measure_replicas(db: &MariaDb, with_redis: bool) -> Result<(f64, f64)> {
     const N: usize = 200;
     const TTL_S: u64 = 6;
     seed(db, N)?;
@@ -426,13 +172,22 @@ fn pct(value: f64, of: f64) -> String {
     }
 }
 
-pub fn run(seconds: u64) -> Result<(), String> {
-    crate::provision::ensure_mariadb()?;
-    crate::provision::ensure_redis()?;
-    if crate::provision::find("wrk").is_none() {
-        crate::provision::ensure_packages(&["wrk"], "wrk")?;
+/// Flags of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Length of every wrk run, in seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
+    seconds: u64,
+}
+
+pub fn run(args: &Args) -> Result {
+    let seconds = args.seconds;
+    provision::ensure_mariadb()?;
+    provision::ensure_redis()?;
+    if provision::find("wrk").is_none() {
+        provision::ensure_packages(&["wrk"], "wrk")?;
     }
-    crate::build_release(&["hardware", "portal", "baseline"])?;
+    build_release(&["hardware", "portal", "baseline"])?;
     let db = MariaDb::start()?;
     // Apply the migrations once with a short-lived hardware.
     {
@@ -475,7 +230,7 @@ pub fn run(seconds: u64) -> Result<(), String> {
     let report = render(
         &results, &limits, page_bytes, alone, shared, &imports, seconds,
     );
-    let path = crate::workspace_root().join("BENCHMARKS.md");
+    let path = workspace_root().join("BENCHMARKS.md");
     std::fs::write(&path, report).map_err(|e| e.to_string())?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
@@ -492,8 +247,8 @@ struct ImportFigure {
 
 /// `hardware items import` of generated CSV files into an empty inventory,
 /// then the same file again (nothing to change), against a release hardware.
-fn measure_import(db: &MariaDb) -> Result<Vec<ImportFigure>, String> {
-    let dir = crate::workspace_root().join("target/xtask/bench");
+fn measure_import(db: &MariaDb) -> Result<Vec<ImportFigure>> {
+    let dir = workspace_root().join("target/xtask/bench");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let token = dir.join("admin-token");
     std::fs::write(&token, "bench-admin-token-0123456789\n").map_err(|e| e.to_string())?;
@@ -513,7 +268,7 @@ fn measure_import(db: &MariaDb) -> Result<Vec<ImportFigure>, String> {
             let _ = writeln!(csv, "Provider {},\"model {i:06}, imported\"", i % 7);
         }
         std::fs::write(&file, csv).map_err(|e| e.to_string())?;
-        let import = || -> Result<(f64, String), String> {
+        let import = || -> Result<(f64, String)> {
             let started = Instant::now();
             let out = Command::new(bin("hardware"))
                 .args(["items", "import"])

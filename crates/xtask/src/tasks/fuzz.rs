@@ -3,28 +3,21 @@
 //! and negative cases and stateful sequences. Fails on any finding or when
 //! fewer than 1,000 cases were generated.
 
-use crate::bench::{free_port, start_hardware, wait_for_200};
-use crate::mariadb::MariaDb;
+use crate::support::http::wait_for_200;
+use crate::support::mariadb::MariaDb;
+use crate::support::services::start_hardware;
+use crate::support::{Result, build_release, free_port, provision, scratch, venv, workspace_root};
 use std::process::Command;
 use std::time::Duration;
 
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const MIN_CASES: u64 = 1000;
 
-pub fn run() -> Result<(), String> {
-    crate::provision::ensure_mariadb()?;
-    let root = crate::workspace_root();
-    let venv = root.join("target/xtask/fuzz-venv");
-    if !venv.join("bin/schemathesis").exists() {
-        crate::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        crate::run(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            SCHEMATHESIS,
-        ]))?;
-    }
-    crate::build_release(&["hardware"])?;
+pub fn run() -> Result {
+    provision::ensure_mariadb()?;
+    let root = workspace_root();
+    let bin = venv("fuzz", &[SCHEMATHESIS])?;
+    build_release(&["hardware"])?;
     let db = MariaDb::start()?;
     let token = format!("fuzz-{:x}-{:x}", std::process::id(), free_port()?);
     let token = format!("{token:0<24}");
@@ -42,10 +35,8 @@ pub fn run() -> Result<(), String> {
     wait_for_200(port, "/readyz", Duration::from_secs(30))?;
     // schemathesis keeps a cache in its working directory: a scratch one, so
     // running the tests leaves the tree clean.
-    let scratch = crate::workspace_root().join("target/xtask/fuzz");
-    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    let out = Command::new(venv.join("bin/schemathesis"))
-        .current_dir(&scratch)
+    let out = Command::new(bin.join("schemathesis"))
+        .current_dir(scratch("fuzz")?)
         .args(["run", &format!("http://127.0.0.1:{port}/openapi.json")])
         .args([
             "--checks",

@@ -1,7 +1,9 @@
 //! A throwaway MariaDB server: own data folder, free loopback port, no system paths.
 
-use crate::provision::find;
-use std::net::{TcpListener, TcpStream};
+use super::Result;
+use super::free_port;
+use super::provision::find;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,15 +17,6 @@ pub struct MariaDb {
     dir: PathBuf,
     port: u16,
     password: String,
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|err| format!("no free port: {err}"))?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|err| err.to_string())
 }
 
 fn random_hex() -> String {
@@ -45,7 +38,7 @@ fn current_user() -> String {
         .unwrap_or_else(|| "root".into())
 }
 
-fn program(name: &str) -> Result<PathBuf, String> {
+fn program(name: &str) -> Result<PathBuf> {
     find(name).ok_or_else(|| format!("{name} not found"))
 }
 
@@ -74,8 +67,8 @@ fn clean_stale(base: &Path) {
 }
 
 impl MariaDb {
-    pub fn start() -> Result<Self, String> {
-        let base = crate::workspace_root().join("target").join("xtask");
+    pub fn start() -> Result<Self> {
+        let base = super::workspace_root().join("target").join("xtask");
         clean_stale(&base);
         let dir = base.join(format!("mariadb-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -138,7 +131,7 @@ impl MariaDb {
         Ok(db)
     }
 
-    fn wait_until_up(&mut self) -> Result<(), String> {
+    fn wait_until_up(&mut self) -> Result {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -157,7 +150,7 @@ impl MariaDb {
     }
 
     /// Runs SQL as root over the server's socket (fed on stdin: no size limit).
-    pub fn sql(&self, statements: &str) -> Result<(), String> {
+    pub fn sql(&self, statements: &str) -> Result {
         use std::io::Write as _;
         let mut child = Command::new(program("mariadb")?)
             .arg("--no-defaults")
@@ -184,7 +177,7 @@ impl MariaDb {
     }
 
     /// Applies every `.sql` file of `dir`, in name order, to the `hardware` database.
-    pub fn apply_schema(&self, dir: &Path) -> Result<(), String> {
+    pub fn apply_schema(&self, dir: &Path) -> Result {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|err| format!("reading {}: {err}", dir.display()))?
             .flatten()

@@ -1,7 +1,9 @@
 //! A throwaway Redis server on a free loopback port, nothing persisted.
 
-use crate::provision::find;
-use std::net::{TcpListener, TcpStream};
+use super::Result;
+use super::free_port;
+use super::provision::find;
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,12 +15,9 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub fn start() -> Result<Self, String> {
+    pub fn start() -> Result<Self> {
         let program = find("redis-server").ok_or("redis-server not found")?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|err| format!("no free port: {err}"))?;
+        let port = free_port()?;
         let child = Command::new(program)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args([

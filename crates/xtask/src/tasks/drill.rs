@@ -7,10 +7,12 @@
 //! started on 127.0.0.1, prints its figures and ends with a PASS or FAIL line;
 //! the last line is "drill: N passed, M failed".
 
-use crate::bench::{
-    Service, free_port, http_get, metric, rss_mb, start_hardware, start_portal, wait_for_200, wrk,
-};
-use crate::mariadb::MariaDb;
+use crate::support::http::{http_get, metric, wait_for_200};
+use crate::support::mariadb::MariaDb;
+use crate::support::process::{Service, rss_mb};
+use crate::support::services::{start_hardware, start_portal};
+use crate::support::wrk::wrk;
+use crate::support::{Result, build_release, free_port, provision};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -37,10 +39,34 @@ fn signal(service: &Service, name: &str) {
         .status();
 }
 
-pub fn run(soak_seconds: u64, hostile_only: bool) -> Result<(), String> {
-    crate::provision::ensure_mariadb()?;
-    crate::provision::ensure_packages(&["wrk"], "wrk")?;
-    crate::build_release(&["hardware", "portal"])?;
+/// Flags of `cargo xtask drill`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Length of the soak (steady load while nothing fails), in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    soak_seconds: u64,
+    /// Only the hostile-client drill.
+    #[arg(long)]
+    hostile_only: bool,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            soak_seconds: 60,
+            hostile_only: false,
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result {
+    let Args {
+        soak_seconds,
+        hostile_only,
+    } = *args;
+    provision::ensure_mariadb()?;
+    provision::ensure_packages(&["wrk"], "wrk")?;
+    build_release(&["hardware", "portal"])?;
     let db = MariaDb::start()?;
     let mut tally = Tally {
         passed: 0,
@@ -50,7 +76,7 @@ pub fn run(soak_seconds: u64, hostile_only: bool) -> Result<(), String> {
         faults(&db, &mut tally, soak_seconds)?;
     }
     // One hostile client against the public edge.
-    crate::hostile::run(&db, &mut |what, ok| tally.check(what, ok))?;
+    super::hostile::run(&db, &mut |what, ok| tally.check(what, ok))?;
     drop(db);
     println!("drill: {} passed, {} failed", tally.passed, tally.failed);
     if tally.failed == 0 {
@@ -61,7 +87,7 @@ pub fn run(soak_seconds: u64, hostile_only: bool) -> Result<(), String> {
 }
 
 /// The fault drills: soak, a replica killed, hardware hung, down, never reached.
-fn faults(db: &MariaDb, tally: &mut Tally, soak_seconds: u64) -> Result<(), String> {
+fn faults(db: &MariaDb, tally: &mut Tally, soak_seconds: u64) -> Result {
     let fast = [
         ("PROBE_DELAY", "200ms".to_owned()),
         ("AVAILABILITY_TTL", "5s".to_owned()),

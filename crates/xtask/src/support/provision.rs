@@ -3,6 +3,7 @@
 //! As root, missing packages are installed with apt-get; otherwise the error
 //! says exactly what to install.
 
+use super::Result;
 use std::path::Path;
 use std::process::Command;
 
@@ -22,7 +23,7 @@ pub fn find(program: &str) -> Option<std::path::PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn apt_install(packages: &[&str]) -> Result<(), String> {
+fn apt_install(packages: &[&str]) -> Result {
     let wanted = packages.join(" ");
     if !is_root() {
         return Err(format!(
@@ -35,8 +36,8 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
         ));
     }
     eprintln!("xtask: installing {wanted} (apt-get)");
-    crate::run(Command::new("apt-get").args(["update", "-qq"]))?;
-    crate::run(
+    super::run(Command::new("apt-get").args(["update", "-qq"]))?;
+    super::run(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(packages)
@@ -45,7 +46,7 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
 }
 
 /// MariaDB server and client binaries.
-pub fn ensure_mariadb() -> Result<(), String> {
+pub fn ensure_mariadb() -> Result {
     let needed = ["mariadbd", "mariadb-install-db", "mariadb"];
     if needed.iter().all(|program| find(program).is_some()) {
         return Ok(());
@@ -60,7 +61,7 @@ pub fn ensure_mariadb() -> Result<(), String> {
 }
 
 /// Installs `packages` unless `program` is already there.
-pub fn ensure_packages(packages: &[&str], program: &str) -> Result<(), String> {
+pub fn ensure_packages(packages: &[&str], program: &str) -> Result {
     if find(program).is_some() {
         return Ok(());
     }
@@ -71,7 +72,7 @@ pub fn ensure_packages(packages: &[&str], program: &str) -> Result<(), String> {
 }
 
 /// Redis, for the shared-cache tests.
-pub fn ensure_redis() -> Result<(), String> {
+pub fn ensure_redis() -> Result {
     if find("redis-server").is_some() {
         return Ok(());
     }
@@ -82,7 +83,7 @@ pub fn ensure_redis() -> Result<(), String> {
 }
 
 /// Chromium and ChromeDriver for the browser test.
-pub fn ensure_browser() -> Result<(), String> {
+pub fn ensure_browser() -> Result {
     let needed = ["chromium", "chromedriver"];
     if needed.iter().all(|program| find(program).is_some()) {
         return Ok(());
@@ -97,7 +98,7 @@ pub fn ensure_browser() -> Result<(), String> {
 }
 
 /// Whether a Docker engine answers right now (no installing, no starting).
-pub fn docker_usable() -> Result<(), String> {
+pub fn docker_usable() -> Result {
     if find("docker").is_none() {
         return Err("no docker client".into());
     }
@@ -114,7 +115,7 @@ pub fn docker_usable() -> Result<(), String> {
 }
 
 /// Docker engine, compose and debootstrap; starts dockerd when root and it is down.
-pub fn ensure_docker() -> Result<(), String> {
+pub fn ensure_docker() -> Result {
     let needed = ["docker", "dockerd", "debootstrap"];
     let compose = find("docker-compose").is_some()
         || Command::new("docker")
@@ -141,7 +142,7 @@ pub fn ensure_docker() -> Result<(), String> {
         );
     }
     eprintln!("xtask: starting dockerd (left running; log in target/xtask/dockerd.log)");
-    let log_dir = crate::workspace_root().join("target").join("xtask");
+    let log_dir = super::workspace_root().join("target").join("xtask");
     std::fs::create_dir_all(&log_dir).map_err(|err| err.to_string())?;
     let log = std::fs::File::create(log_dir.join("dockerd.log")).map_err(|err| err.to_string())?;
     Command::new("dockerd")

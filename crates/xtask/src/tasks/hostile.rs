@@ -20,10 +20,11 @@
 //!
 //! Traffic goes only to the portal this drill started on 127.0.0.1.
 
-use crate::bench::{
-    Service, free_port, rss_of_pid, seed, start_hardware, start_portal_with, wait_for_200,
-};
-use crate::mariadb::MariaDb;
+use crate::support::http::{http_get, wait_for_200};
+use crate::support::mariadb::MariaDb;
+use crate::support::process::{Service, rss_of_pid};
+use crate::support::services::{seed, start_hardware, start_portal_with};
+use crate::support::{Result, free_port};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -300,7 +301,7 @@ fn p99(seen: &[(u16, Duration)]) -> (f64, f64, usize) {
 }
 
 fn series(admin: u16) -> usize {
-    crate::bench::http_get(admin, "/metrics")
+    http_get(admin, "/metrics")
         .map(|(_, body, ..)| {
             String::from_utf8_lossy(&body)
                 .lines()
@@ -311,7 +312,7 @@ fn series(admin: u16) -> usize {
 }
 
 /// The drill; results go to `check` (what, passed).
-pub fn run(db: &MariaDb, check: &mut dyn FnMut(&str, bool)) -> Result<(), String> {
+pub fn run(db: &MariaDb, check: &mut dyn FnMut(&str, bool)) -> Result {
     let hardware_port = free_port()?;
     let _hardware = start_hardware(
         db,

@@ -1,0 +1,105 @@
+//! What every task uses: paths, commands, ports, processes, the throwaway
+//! databases, HTTP checks, load runs and the Python tools. Tasks import from
+//! here; nothing here imports from a task.
+
+pub mod http;
+pub mod mariadb;
+pub mod process;
+pub mod provision;
+pub mod redis;
+pub mod services;
+pub mod wrk;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What a task returns: an error says what failed, in words.
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+/// Path of the workspace root (xtask lives in crates/xtask).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+/// `target/xtask/<name>` (created): where tasks keep logs, caches and scratch
+/// files, so that running them leaves `git status` clean.
+pub fn scratch(name: &str) -> Result<PathBuf> {
+    let dir = workspace_root().join("target/xtask").join(name);
+    std::fs::create_dir_all(&dir).map_err(|err| format!("creating {}: {err}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Whether this runs in CI (`CI` set to anything but empty, `0` or `false`),
+/// where nothing may be skipped.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false" && value != "0")
+}
+
+/// Runs `cmd`, failing with its rendering when it cannot start or exits non-zero.
+pub fn run(cmd: &mut Command) -> Result {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|err| format!("cannot start {shown}: {err}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed with {status}"))
+    }
+}
+
+/// The cargo that runs us, in the workspace root.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Release builds of `packages` (what bench, drills, fuzzing and e2e run).
+pub fn build_release(packages: &[&str]) -> Result {
+    let mut cmd = cargo();
+    cmd.args(["build", "--release", "--locked"]);
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    run(&mut cmd)
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> Result<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|err| format!("no free port on 127.0.0.1: {err}"))
+}
+
+/// A Python virtualenv `target/xtask/venv-<name>` holding exactly the pinned
+/// `requirements` (`name==version`); created or refreshed when they change.
+/// Returns its `bin` directory.
+pub fn venv(name: &str, requirements: &[&str]) -> Result<PathBuf> {
+    let dir = workspace_root()
+        .join("target/xtask")
+        .join(format!("venv-{name}"));
+    let stamp = dir.join("requirements.txt");
+    let wanted = requirements.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        eprintln!(
+            "xtask: installing {} into {}",
+            requirements.join(" "),
+            dir.display()
+        );
+        run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+        run(Command::new(dir.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(requirements))?;
+        std::fs::write(&stamp, wanted)
+            .map_err(|err| format!("writing {}: {err}", stamp.display()))?;
+    }
+    Ok(dir.join("bin"))
+}

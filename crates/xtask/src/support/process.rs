@@ -1,0 +1,39 @@
+//! Child processes that cannot outlive the task that started them.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// A service process, stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Service(pub Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn rss_mb(child: &Child) -> f64 {
+    rss_of_pid(child.id())
+}
+
+/// Resident memory of process `pid` in MB (0 when it is gone).
+pub fn rss_of_pid(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,67 @@
+//! wrk runs, parsed.
+
+use super::Result;
+use std::process::Command;
+
+/// What one wrk run measured.
+#[derive(Debug, Default, Clone)]
+pub struct Load {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+fn to_ms(text: &str) -> f64 {
+    let (number, unit) = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((text, "ms"), |i| text.split_at(i));
+    let value: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => value / 1000.0,
+        "s" => value * 1000.0,
+        "m" => value * 60_000.0,
+        _ => value,
+    }
+}
+
+pub fn wrk(port: u16, path: &str, connections: u32, seconds: u64) -> Result<Load> {
+    let script = format!(
+        "ulimit -n 65536 2>/dev/null || ulimit -n 4096; exec wrk -t2 -c{connections} -d{seconds}s --timeout 5s --latency http://127.0.0.1:{port}{path}"
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .map_err(|e| format!("wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut load = Load::default();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", rps] => load.rps = rps.parse().unwrap_or(0.0),
+            ["Latency", _avg, _stdev, max, ..] => load.max_ms = to_ms(max),
+            ["50%", value] => load.p50_ms = to_ms(value),
+            ["99%", value] => load.p99_ms = to_ms(value),
+            [n, "requests", "in", ..] => load.requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => {
+                load.errors += n.parse::<u64>().unwrap_or(0)
+            }
+            ["Socket", "errors:", rest @ ..] => {
+                load.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            _ => {}
+        }
+    }
+    if load.requests == 0 {
+        return Err(format!(
+            "wrk produced no result: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(load)
+}

@@ -1,0 +1,108 @@
+//! `cargo xtask test`: every test the project has, on real parts.
+
+use crate::support::mariadb::MariaDb;
+use crate::support::redis::Redis;
+use crate::support::{Result, cargo, in_ci, provision, run as run_command, workspace_root};
+use std::path::Path;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Passed to `cargo test` (after `--`), e.g. a test name filter.
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+pub fn run(args: &Args) -> Result {
+    provision::ensure_mariadb()?;
+    provision::ensure_redis()?;
+    provision::ensure_packages(&["wrk"], "wrk")?;
+    let browser = provision::ensure_browser();
+    match (&browser, in_ci()) {
+        (Ok(()), _) => {}
+        (Err(why), true) => return Err(format!("CI=true and the browser test cannot run: {why}")),
+        (Err(why), false) => eprintln!("xtask: WARNING: {why}; the browser test will fail"),
+    }
+    let db = MariaDb::start()?;
+    eprintln!("xtask: throwaway MariaDB on {}", db.display_url());
+    let redis = Redis::start()?;
+    eprintln!("xtask: throwaway Redis on {}", redis.url());
+    // The query macros check every statement against this schema while the
+    // tests compile, and write what they saw to `fresh`; compared with the
+    // committed .sqlx/ below, that proves the offline data current.
+    db.apply_schema(&workspace_root().join("sql"))?;
+    let fresh = workspace_root().join("target/xtask/sqlx-fresh");
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh)
+        .map_err(|err| format!("creating {}: {err}", fresh.display()))?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--locked"])
+        .args(&args.cargo_test_args)
+        .env("DATABASE_URL", db.url())
+        .env("TEST_REDIS_URL", redis.url())
+        .env("SQLX_OFFLINE", "false")
+        .env("SQLX_OFFLINE_DIR", &fresh);
+    let result = run_command(&mut cmd);
+    drop(redis);
+    drop(db);
+    result?;
+    check_sqlx_fresh(&fresh)?;
+    super::deps::run()?;
+    super::lint::run()?;
+    super::fuzz::run()?;
+    super::drill::run(&super::drill::Args::default())?;
+    // The compose proof: always in CI; elsewhere when a Docker engine answers.
+    match provision::docker_usable() {
+        Ok(()) => super::e2e::run(),
+        Err(why) if in_ci() => Err(format!("CI=true and the compose e2e cannot run: {why}")),
+        Err(why) => {
+            eprintln!(
+                "\nxtask: COMPOSE E2E NOT RUN: {why}.\n       Run `cargo xtask e2e` as root on Debian/Ubuntu (it installs docker.io and starts dockerd)."
+            );
+            Ok(())
+        }
+    }
+}
+/// Every query file the macros wrote while compiling must equal the committed
+/// one; when nothing was recompiled (a warm dev build) there is nothing to compare.
+fn check_sqlx_fresh(fresh: &Path) -> Result {
+    let committed = workspace_root().join(".sqlx");
+    let written: Vec<_> = std::fs::read_dir(fresh)
+        .map_err(|err| err.to_string())?
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    if written.is_empty() {
+        eprintln!("xtask: .sqlx/ not compared (no query was recompiled in this build)");
+        return Ok(());
+    }
+    for path in &written {
+        let name = path.file_name().unwrap_or_default();
+        let ours = std::fs::read_to_string(committed.join(name)).unwrap_or_default();
+        let theirs = std::fs::read_to_string(path).map_err(|err| err.to_string())?;
+        if ours.trim() != theirs.trim() {
+            return Err(format!(
+                ".sqlx/ is stale: {} differs from what the live schema gives; run `cargo xtask sqlx-prepare`",
+                name.to_string_lossy()
+            ));
+        }
+    }
+    // All queries live in one crate, so a recompile writes every one of them:
+    // a committed file nobody wrote belongs to a query that no longer exists.
+    let names: Vec<_> = written.iter().filter_map(|p| p.file_name()).collect();
+    for entry in std::fs::read_dir(&committed)
+        .map_err(|err| err.to_string())?
+        .flatten()
+    {
+        if !names.contains(&entry.file_name().as_os_str()) {
+            return Err(format!(
+                ".sqlx/{} belongs to no query any more; run `cargo xtask sqlx-prepare`",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    eprintln!(
+        "xtask: .sqlx/ matches the live schema ({} queries)",
+        written.len()
+    );
+    Ok(())
+}
