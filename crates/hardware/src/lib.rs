@@ -143,21 +143,27 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        if self.migrate_on_start {
-            tokio::spawn(migrate_until_done(self.state.clone(), stop.clone()));
-        }
         tokio::spawn(
             self.state
                 .engine
                 .clone()
                 .run(stop.clone().cancelled_owned()),
         );
-        tokio::spawn(
-            self.state
+        // With MIGRATE_ON_START the inventory is polled once the schema
+        // exists, not before (no "table doesn't exist" warnings on a first start).
+        let state = self.state.clone();
+        let (refresh, migrate_first, until) =
+            (self.inventory_refresh, self.migrate_on_start, stop.clone());
+        tokio::spawn(async move {
+            if migrate_first {
+                migrate_until_done(state.clone(), until.clone()).await;
+            }
+            state
                 .inventory
                 .clone()
-                .run(self.inventory_refresh, stop.clone().cancelled_owned()),
-        );
+                .run(refresh, until.cancelled_owned())
+                .await;
+        });
         tracing::info!(addr = %self.local_addr(), "hardware listening");
         let connections = self.connections;
         let listener = axum::serve::ListenerExt::tap_io(self.listener, move |tcp| {

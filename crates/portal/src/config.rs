@@ -151,13 +151,24 @@ impl Settings {
     /// Checks what clap cannot; the message names the setting.
     pub fn validate(&self) -> Result<(), String> {
         for url in &self.hardware_url {
-            if url.scheme() != "http" && url.scheme() != "https" {
-                return Err(format!(
-                    "HARDWARE_URL (--hardware-url): {url} must be http:// or https://"
-                ));
+            // The client speaks plain HTTP/1.1 to every address the host
+            // resolves to (hardware sits on a private network); what it cannot
+            // honour is refused here rather than silently dropped.
+            let refuse = |why: &str| Err(format!("HARDWARE_URL (--hardware-url): {url} {why}"));
+            if url.scheme() != "http" {
+                return refuse(
+                    "must be http://: the portal calls hardware in plain HTTP on the private \
+                     network (put TLS in a sidecar or mesh if that network is not private)",
+                );
             }
             if url.host_str().is_none() {
-                return Err(format!("HARDWARE_URL (--hardware-url): {url} has no host"));
+                return refuse("has no host");
+            }
+            if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+                return refuse("must be scheme, host and port only (no path, query or fragment)");
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return refuse("must not carry credentials");
             }
         }
         if self.hardware_url.is_empty() {
@@ -269,6 +280,23 @@ mod tests {
             .validate()
             .expect_err("invalid");
         assert!(err.contains("HARDWARE_URL"), "{err}");
+        for what_the_client_cannot_do in [
+            "https://hardware:5001",
+            "http://hardware:5001/api",
+            "http://hardware:5001/?x=1",
+            "http://user:pw@hardware:5001",
+            "http://a:1,https://b:2",
+        ] {
+            let err = parse(&["--hardware-url", what_the_client_cannot_do])
+                .expect("parses")
+                .validate()
+                .expect_err(what_the_client_cannot_do);
+            assert!(err.starts_with("HARDWARE_URL (--hardware-url)"), "{err}");
+        }
+        parse(&["--hardware-url", "http://a:1/,http://b:2"])
+            .expect("parses")
+            .validate()
+            .expect("scheme, host and port are enough");
         let err = parse(&["--page-size", "0"])
             .expect("parses")
             .validate()

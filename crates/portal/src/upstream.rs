@@ -52,9 +52,16 @@ struct Replica {
     ejected_until: Option<Instant>,
 }
 
+/// Labels of `upstream_calls`: one series per resolved replica and outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct CallLabels {
+    replica: String,
+    outcome: &'static str,
+}
+
 #[derive(Debug, Clone)]
 struct Metrics {
-    calls: Family<Vec<(String, String)>, Counter>,
+    calls: Family<CallLabels, Counter>,
 }
 
 #[derive(Debug)]
@@ -221,14 +228,14 @@ impl Upstream {
         }
     }
 
-    fn count(&self, addr: SocketAddr, outcome: &str) {
+    fn count(&self, addr: SocketAddr, outcome: &'static str) {
         self.inner
             .metrics
             .calls
-            .get_or_create(&vec![
-                ("replica".to_owned(), addr.to_string()),
-                ("outcome".to_owned(), outcome.to_owned()),
-            ])
+            .get_or_create(&CallLabels {
+                replica: addr.to_string(),
+                outcome,
+            })
             .inc();
     }
 
@@ -260,13 +267,8 @@ impl Upstream {
         path_and_query: &str,
         request_id: &str,
     ) -> Result<Answer<T>, UpstreamError> {
-        let scheme = self
-            .inner
-            .settings
-            .urls
-            .first()
-            .map_or("http", |url| url.scheme());
-        let url = format!("{scheme}://{addr}{path_and_query}");
+        // Plain HTTP: the settings refuse any other scheme.
+        let url = format!("http://{addr}{path_and_query}");
         let result = async {
             let response = self
                 .inner
@@ -308,5 +310,83 @@ impl Upstream {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(replicas: &[SocketAddr]) -> Upstream {
+        let settings = UpstreamSettings {
+            urls: vec![],
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            eject_for: Duration::from_secs(60),
+        };
+        let upstream = Upstream::new(settings, &mut Registry::default()).expect("client");
+        *upstream.replicas_mut() = replicas
+            .iter()
+            .map(|&addr| Replica {
+                addr,
+                ejected_until: None,
+            })
+            .collect();
+        upstream
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, n], 5001))
+    }
+
+    fn picks(upstream: &Upstream, n: usize, avoid: Option<SocketAddr>) -> Vec<SocketAddr> {
+        (0..n).filter_map(|_| upstream.pick(avoid)).collect()
+    }
+
+    #[test]
+    fn picks_go_round_robin_over_every_replica() {
+        let upstream = upstream(&[addr(1), addr(2), addr(3)]);
+        let seen = picks(&upstream, 6, None);
+        for replica in [addr(1), addr(2), addr(3)] {
+            assert_eq!(
+                seen.iter().filter(|&&a| a == replica).count(),
+                2,
+                "{seen:?}"
+            );
+        }
+        assert_eq!(self::upstream(&[]).pick(None), None);
+    }
+
+    #[test]
+    fn an_ejected_replica_is_skipped_until_restored() {
+        let upstream = upstream(&[addr(1), addr(2)]);
+        upstream.eject(addr(1));
+        assert!(picks(&upstream, 4, None).iter().all(|&a| a == addr(2)));
+        upstream.restore(addr(1));
+        assert!(picks(&upstream, 4, None).contains(&addr(1)));
+    }
+
+    #[test]
+    fn the_retry_avoids_the_replica_that_just_failed() {
+        let upstream = upstream(&[addr(1), addr(2), addr(3)]);
+        assert!(
+            picks(&upstream, 6, Some(addr(2)))
+                .iter()
+                .all(|&a| a != addr(2))
+        );
+        // Only the failed one left: nothing else to try.
+        assert_eq!(self::upstream(&[addr(1)]).pick(Some(addr(1))), None);
+    }
+
+    #[test]
+    fn when_every_replica_is_ejected_one_is_still_tried() {
+        let upstream = upstream(&[addr(1), addr(2)]);
+        upstream.eject(addr(1));
+        upstream.eject(addr(2));
+        assert!(
+            upstream.pick(None).is_some(),
+            "trying beats failing untried"
+        );
+        assert_eq!(upstream.pick(Some(addr(1))), Some(addr(2)));
     }
 }

@@ -1,8 +1,8 @@
 //! The wire contract between the `hardware` service and the `portal`.
 //!
 //! Both services depend on this crate, so a portal test deserializes exactly
-//! what hardware serializes. The JSON shapes here are a public contract (see
-//! DESIGN.md): the list endpoint answers a bare JSON array of [`Item`] so that
+//! what hardware serializes. The JSON shapes here are a public contract (the
+//! README's API section, hardware's `/openapi.json`): the list endpoint answers a bare JSON array of [`Item`] so that
 //! clients of the original Flask service keep working.
 
 use chrono::{DateTime, Utc};
@@ -134,6 +134,78 @@ pub struct ImportSummary {
 }
 
 /// An RFC 9457 problem body: every error either service answers in JSON.
+/// Which items a listing keeps: the rules the hardware API's `provider`,
+/// `q` and `availability` parameters and the dashboard's filters share.
+///
+/// - `provider`: equal, ignoring ASCII case;
+/// - `name`: contains the text, ignoring case;
+/// - `availability`: equal.
+///
+/// Empty texts filter nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    provider: Option<String>,
+    /// Lower-cased once, here.
+    name: Option<String>,
+    availability: Option<Availability>,
+}
+
+impl Filter {
+    pub fn new(
+        provider: Option<&str>,
+        name: Option<&str>,
+        availability: Option<Availability>,
+    ) -> Self {
+        fn text(value: Option<&str>) -> Option<&str> {
+            value.filter(|value| !value.is_empty())
+        }
+        Self {
+            provider: text(provider).map(str::to_owned),
+            name: text(name).map(str::to_lowercase),
+            availability,
+        }
+    }
+
+    /// Whether it keeps every item.
+    pub fn is_empty(&self) -> bool {
+        self.provider.is_none() && self.name.is_none() && self.availability.is_none()
+    }
+
+    /// Whether it looks at availability (values not computed yet matter).
+    pub fn by_availability(&self) -> bool {
+        self.availability.is_some()
+    }
+
+    /// The rules that need only the inventory: provider and name.
+    pub fn admits_record(&self, provider: &str, name: &str) -> bool {
+        self.provider
+            .as_ref()
+            .is_none_or(|wanted| provider.eq_ignore_ascii_case(wanted))
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|part| name.to_lowercase().contains(part.as_str()))
+    }
+
+    /// The availability rule.
+    pub fn admits_level(&self, level: Availability) -> bool {
+        self.availability.is_none_or(|wanted| level == wanted)
+    }
+
+    /// Every rule.
+    pub fn admits(&self, item: &Item) -> bool {
+        self.admits_record(&item.provider, &item.name) && self.admits_level(item.availability)
+    }
+}
+
+/// The slice `offset`, `limit` (none: to the end) selects of `total` items,
+/// clamped to what exists.
+pub fn page(total: usize, offset: usize, limit: Option<usize>) -> std::ops::Range<usize> {
+    let start = offset.min(total);
+    let end = limit.map_or(total, |limit| start.saturating_add(limit).min(total));
+    start..end
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// A URI reference naming the problem type (`about:blank` when generic).
@@ -185,5 +257,37 @@ mod tests {
         };
         let json = serde_json::to_value(&problem).expect("serializes");
         assert_eq!(json["type"], "about:blank");
+    }
+
+    fn item(provider: &str, name: &str, level: Availability) -> Item {
+        Item {
+            id: 1,
+            provider: provider.into(),
+            name: name.into(),
+            availability: level,
+            checked_at: None,
+        }
+    }
+
+    #[test]
+    fn filters_match_provider_exactly_and_name_by_part_ignoring_case() {
+        let filter = Filter::new(Some("amazon"), Some("C5"), None);
+        assert!(filter.admits(&item("Amazon", "big-c5.xl", Availability::Low)));
+        assert!(!filter.admits(&item("Amazon EU", "c5", Availability::Low)));
+        assert!(!filter.admits(&item("Amazon", "m5", Availability::Low)));
+        assert!(Filter::new(Some(""), Some(""), None).is_empty());
+        let high = Filter::new(None, None, Some(Availability::High));
+        assert!(high.by_availability());
+        assert!(high.admits(&item("x", "y", Availability::High)));
+        assert!(!high.admits(&item("x", "y", Availability::Unknown)));
+        assert!(Filter::new(None, Some("ÄB"), None).admits_record("p", "xäbx"));
+    }
+
+    #[test]
+    fn pages_are_clamped_to_what_exists() {
+        assert_eq!(page(10, 0, None), 0..10);
+        assert_eq!(page(10, 8, Some(5)), 8..10);
+        assert_eq!(page(10, 20, Some(5)), 10..10);
+        assert_eq!(page(10, 3, Some(usize::MAX)), 3..10);
     }
 }

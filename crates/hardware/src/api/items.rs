@@ -3,12 +3,13 @@
 use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
+use super::extract::{Body, Id, Params};
 use super::query::{ListQuery, RawListQuery};
+use super::select;
 use crate::db::{self, Record};
 use crate::engine::Reading;
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use wire::{Availability, Item, ItemInput};
@@ -81,20 +82,14 @@ impl FullListCache {
 /// `GET /hardware/`: every item (or a filtered page), in id order.
 pub async fn list(
     State(state): State<AppState>,
-    query: Result<Query<RawListQuery>, QueryRejection>,
+    Params(raw): Params<RawListQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(raw) = query?;
     let query = ListQuery::parse(raw)?;
     let snapshot = state.inventory.snapshot().ok_or_else(|| {
         ApiError::Unavailable("the inventory is not loaded yet; try again shortly".into())
     })?;
     let wait = query.wait.unwrap_or(state.max_wait).min(state.max_wait);
-    let unfiltered = query.provider.is_none()
-        && query.q.is_none()
-        && query.availability.is_none()
-        && query.limit.is_none()
-        && query.offset == 0;
-    if unfiltered {
+    if query.is_full_listing() {
         // The common request (the portal, old clients): no per-item work
         // unless some value was never computed.
         if !wait.is_zero() && state.engine.has_never_computed() {
@@ -117,78 +112,30 @@ pub async fn list(
         )
             .into_response());
     }
-    let matching: Vec<&Record> = snapshot
-        .records
-        .iter()
-        .filter(|record| {
-            query
-                .provider
-                .as_ref()
-                .is_none_or(|p| record.provider.eq_ignore_ascii_case(p))
-        })
-        .filter(|record| {
-            query
-                .q
-                .as_ref()
-                .is_none_or(|q| record.name.to_lowercase().contains(q.as_str()))
-        })
-        .collect();
-
-    let page = |items: usize| {
-        let start = query.offset.min(items);
-        let end = query
-            .limit
-            .map_or(items, |limit| start.saturating_add(limit).min(items));
-        start..end
-    };
-    // Wait (bounded) for values never computed. Without an availability filter
-    // only the requested page matters; with one, every candidate does.
+    let candidates = select::candidates(&snapshot.records, &query.filter());
     if !wait.is_zero() {
-        let waited: Vec<u64> = if query.availability.is_some() {
-            matching.iter().map(|record| record.id).collect()
-        } else {
-            matching[page(matching.len())]
-                .iter()
-                .map(|record| record.id)
-                .collect()
-        };
-        state.engine.wait_for(&waited, wait).await;
+        let ids = select::worth_waiting_for(&candidates, &query);
+        state.engine.wait_for(&ids, wait).await;
     }
-
     let readings = state
         .engine
-        .readings(matching.iter().map(|record| record.id));
-    let items: Vec<Item> = matching
-        .iter()
-        .zip(readings)
-        .map(|(record, reading)| item(record, reading))
-        .filter(|item| {
-            query
-                .availability
-                .is_none_or(|level| item.availability == level)
-        })
-        .collect();
-    let total = items.len();
-    let range = page(total);
-    let next_offset = range.end;
-    let body: Vec<Item> = items
-        .into_iter()
-        .skip(range.start)
-        .take(range.len())
-        .collect();
-
+        .readings(candidates.iter().map(|record| record.id));
+    let page = select::page(
+        candidates
+            .iter()
+            .zip(readings)
+            .map(|(record, reading)| item(record, reading)),
+        &query,
+    );
     let mut headers = HeaderMap::new();
-    headers.insert(wire::TOTAL_COUNT, HeaderValue::from(total));
-    if query.limit.is_some() && next_offset < total {
-        let link = format!(
-            "</hardware/?{}>; rel=\"next\"",
-            query.with_offset(next_offset)
-        );
+    headers.insert(wire::TOTAL_COUNT, HeaderValue::from(page.total));
+    if let Some(next) = page.next_offset {
+        let link = format!("</hardware/?{}>; rel=\"next\"", query.with_offset(next));
         if let Ok(value) = HeaderValue::from_str(&link) {
             headers.insert(header::LINK, value);
         }
     }
-    Ok((headers, Json(body)).into_response())
+    Ok((headers, Json(page.items)).into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -199,11 +146,9 @@ pub struct WaitQuery {
 /// `GET /hardware/{id}`.
 pub async fn show(
     State(state): State<AppState>,
-    id: Result<Path<u64>, PathRejection>,
-    query: Result<Query<WaitQuery>, QueryRejection>,
+    Id(id): Id,
+    Params(raw): Params<WaitQuery>,
 ) -> Result<Json<Item>, ApiError> {
-    let Path(id) = id?;
-    let Query(raw) = query?;
     let wait = ListQuery::parse(RawListQuery {
         wait: raw.wait,
         ..RawListQuery::default()
@@ -253,9 +198,8 @@ pub(crate) async fn refresh_after_write(state: &AppState) {
 pub async fn create(
     State(state): State<AppState>,
     _admin: Admin,
-    body: Result<Json<ItemInput>, JsonRejection>,
+    Body(input): Body<ItemInput>,
 ) -> Result<Response, ApiError> {
-    let Json(input) = body?;
     let input = validate(input)?;
     let id = db::insert(&state.pool, &input.provider, &input.name).await?;
     refresh_after_write(&state).await;
@@ -279,11 +223,9 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     _admin: Admin,
-    id: Result<Path<u64>, PathRejection>,
-    body: Result<Json<ItemInput>, JsonRejection>,
+    Id(id): Id,
+    Body(input): Body<ItemInput>,
 ) -> Result<Json<Item>, ApiError> {
-    let Path(id) = id?;
-    let Json(input) = body?;
     let input = validate(input)?;
     if !db::update(&state.pool, id, &input.provider, &input.name).await? {
         return Err(not_found(id));
@@ -304,9 +246,8 @@ pub async fn update(
 pub async fn import(
     State(state): State<AppState>,
     _admin: Admin,
-    body: Result<Json<wire::ImportRequest>, JsonRejection>,
+    Body(request): Body<wire::ImportRequest>,
 ) -> Result<Json<wire::ImportSummary>, ApiError> {
-    let Json(request) = body?;
     if request.items.len() > crate::import::MAX_ITEMS {
         return Err(ApiError::Unprocessable(format!(
             "an import carries at most {} items",
@@ -333,9 +274,8 @@ pub async fn import(
 pub async fn remove(
     State(state): State<AppState>,
     _admin: Admin,
-    id: Result<Path<u64>, PathRejection>,
+    Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
-    let Path(id) = id?;
     if !db::delete(&state.pool, id).await? {
         return Err(not_found(id));
     }

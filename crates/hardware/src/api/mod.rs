@@ -2,9 +2,11 @@
 
 pub mod auth;
 pub mod error;
+mod extract;
 mod health;
 mod items;
 mod query;
+mod select;
 
 use crate::engine::Engine;
 use crate::inventory::Inventory;

@@ -80,6 +80,15 @@ impl ListQuery {
     }
 
     /// The query string for the same filters at another offset (for `Link`).
+    /// The filter rules this query asks for.
+    pub fn filter(&self) -> wire::Filter {
+        wire::Filter::new(
+            self.provider.as_deref(),
+            self.q.as_deref(),
+            self.availability,
+        )
+    }
+
     pub fn with_offset(&self, offset: usize) -> String {
         let mut pairs: Vec<(&str, String)> = Vec::new();
         if let Some(provider) = &self.provider {

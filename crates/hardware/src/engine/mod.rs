@@ -144,10 +144,16 @@ impl State {
     }
 }
 
+/// The one label of the outcome counters (a fixed set of values).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 #[derive(Debug, Clone)]
 struct EngineMetrics {
-    probes: Family<Vec<(String, String)>, Counter>,
-    shared: Family<Vec<(String, String)>, Counter>,
+    probes: Family<OutcomeLabels, Counter>,
+    shared: Family<OutcomeLabels, Counter>,
     in_flight: Gauge,
     tracked: Gauge,
 }
@@ -183,16 +189,12 @@ impl EngineMetrics {
         metrics
     }
 
-    fn finished(&self, outcome: &str) {
-        self.probes
-            .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
-            .inc();
+    fn finished(&self, outcome: &'static str) {
+        self.probes.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
-    fn shared(&self, outcome: &str) {
-        self.shared
-            .get_or_create(&vec![("outcome".to_owned(), outcome.to_owned())])
-            .inc();
+    fn shared(&self, outcome: &'static str) {
+        self.shared.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 }
 

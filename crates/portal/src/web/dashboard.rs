@@ -1,7 +1,7 @@
 //! `GET /`: the dashboard page.
 
 use super::cache::{Lookup, Stamp};
-use super::view::{Filters, RawFilters, SortKey, age, iso, level_class, level_label};
+use super::view::{Filters, RawFilters, SortKey, age, badge_text, iso, level_class, level_label};
 use super::{PageError, WebState};
 use crate::catalog::{Data, Entry};
 use crate::client::ClientKey;
@@ -19,7 +19,9 @@ pub struct Row<'a> {
     id: u64,
     provider: &'a str,
     name: &'a str,
-    level: &'static str,
+    /// The badge's words: the level, or "PENDING" while never computed
+    /// (the same word the counts use).
+    badge: &'static str,
     class: &'static str,
     pending: bool,
     checked_iso: String,
@@ -143,7 +145,12 @@ fn render(
     stale: bool,
     now: chrono::DateTime<Utc>,
 ) -> Result<String, PageError> {
-    let mut matching: Vec<&Entry> = data.entries.iter().filter(|e| filters.admits(e)).collect();
+    let rules = filters.rules();
+    let mut matching: Vec<&Entry> = data
+        .entries
+        .iter()
+        .filter(|e| rules.admits(&e.item))
+        .collect();
     filters.sort(&mut matching);
     let pages = matching.len().div_ceil(filters.per_page).max(1);
     let page = filters.page.min(pages);
@@ -158,7 +165,7 @@ fn render(
                 id: item.id,
                 provider: &item.provider,
                 name: &item.name,
-                level: item.availability.as_str(),
+                badge: badge_text(item.availability),
                 class: level_class(item.availability),
                 pending: item.availability == Availability::Unknown,
                 checked_iso: iso(item.checked_at),

@@ -131,12 +131,9 @@ impl Filters {
         })
     }
 
-    /// Whether `entry` passes the filters.
-    pub fn admits(&self, entry: &Entry) -> bool {
-        let item = &entry.item;
-        (self.provider.is_empty() || item.provider.eq_ignore_ascii_case(&self.provider))
-            && self.level.is_none_or(|level| item.availability == level)
-            && (self.q.is_empty() || item.name.to_lowercase().contains(&self.q.to_lowercase()))
+    /// The filter rules (shared with the hardware API) these filters ask for.
+    pub fn rules(&self) -> wire::Filter {
+        wire::Filter::new(Some(&self.provider), Some(&self.q), self.level)
     }
 
     /// Sorts `entries` in place; ties keep id order, so paging is stable.
@@ -211,6 +208,15 @@ pub fn level_label(level: Availability) -> &'static str {
     }
 }
 
+/// The words on an item's badge; a value never computed is "PENDING", as
+/// in the counts ("UNKNOWN" stays the API's word and the filter's value).
+pub fn badge_text(level: Availability) -> &'static str {
+    match level {
+        Availability::Unknown => "PENDING",
+        known => known.as_str(),
+    }
+}
+
 /// What the stale banner says the data dates from: "14:02:07 UTC (12 s ago)".
 pub fn stale_since(fetched_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     format!(
@@ -270,13 +276,36 @@ mod tests {
     }
 
     #[test]
+    fn a_value_never_computed_reads_pending_like_its_count() {
+        assert_eq!(badge_text(Availability::Unknown), "PENDING");
+        assert_eq!(level_label(Availability::Unknown), "Pending");
+        assert_eq!(badge_text(Availability::High), "HIGH");
+    }
+
+    #[test]
     fn filters_combine() {
         let filters =
             parse(&[("provider", "amazon"), ("level", "high"), ("q", "C5")]).expect("valid");
-        assert!(filters.admits(&entry(1, "Amazon", "c5.large", Availability::High)));
-        assert!(!filters.admits(&entry(2, "Azure", "c5", Availability::High)));
-        assert!(!filters.admits(&entry(3, "Amazon", "c5", Availability::Low)));
-        assert!(!filters.admits(&entry(4, "Amazon", "m5", Availability::High)));
+        assert!(
+            filters
+                .rules()
+                .admits(&entry(1, "Amazon", "c5.large", Availability::High).item)
+        );
+        assert!(
+            !filters
+                .rules()
+                .admits(&entry(2, "Azure", "c5", Availability::High).item)
+        );
+        assert!(
+            !filters
+                .rules()
+                .admits(&entry(3, "Amazon", "c5", Availability::Low).item)
+        );
+        assert!(
+            !filters
+                .rules()
+                .admits(&entry(4, "Amazon", "m5", Availability::High).item)
+        );
     }
 
     #[test]
