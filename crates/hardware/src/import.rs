@@ -15,8 +15,8 @@ use wire::{ImportRequest, ImportSummary, ItemInput, Rejected};
 
 /// Items per statement (two placeholders each; far below MySQL's 65,535).
 pub const BATCH: usize = 1000;
-/// Most items one import may carry.
-pub const MAX_ITEMS: usize = 1_000_000;
+/// Most items one import may carry (part of the wire contract).
+pub use wire::MAX_IMPORT_ITEMS as MAX_ITEMS;
 
 async fn count(conn: &mut MySqlConnection) -> sqlx::Result<u64> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hardware")

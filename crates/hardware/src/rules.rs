@@ -2,10 +2,8 @@
 
 use wire::ItemInput;
 
-/// Longest provider name accepted (the column's width).
-pub const MAX_PROVIDER_CHARS: usize = 64;
-/// Longest item name accepted (the column's width).
-pub const MAX_NAME_CHARS: usize = 128;
+/// The limits are part of the wire contract (and of the generated OpenAPI document).
+pub use wire::{MAX_NAME_CHARS, MAX_PROVIDER_CHARS};
 
 /// Checks both fields; the message names the field and says why.
 pub fn check_item(input: &ItemInput) -> Result<(), String> {

@@ -19,10 +19,22 @@ pub const TOTAL_COUNT: &str = "x-total-count";
 /// Media type of every error body (RFC 9457).
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Longest provider name accepted (the column's width in `sql/`).
+pub const MAX_PROVIDER_CHARS: usize = 64;
+/// Longest item name accepted (the column's width in `sql/`).
+pub const MAX_NAME_CHARS: usize = 128;
+/// Most items one import may carry.
+pub const MAX_IMPORT_ITEMS: usize = 1_000_000;
+/// The text rule of provider and name as an ECMA-262 pattern (for the
+/// OpenAPI document): no control character anywhere, no white space or
+/// control character first or last. hardware's `rules` checks the same in Rust.
+pub const TEXT_PATTERN: &str = r"^[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?$";
+
 /// How available an item is, as reported by the slow availability process.
 ///
 /// `Unknown` means the value has never been computed (yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Availability {
     High,
@@ -78,27 +90,40 @@ impl FromStr for Availability {
 
 /// One piece of hardware with its availability, as listed by `GET /hardware/`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Item {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub id: u64,
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::stored_provider))]
     pub provider: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::stored_name))]
     pub name: String,
     pub availability: Availability,
-    /// When `availability` was computed; `None` while it never was.
+    /// When `availability` was computed; null while it never was.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub checked_at: Option<DateTime<Utc>>,
 }
 
 /// The body of `POST /hardware/` and `PUT /hardware/{id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ItemInput {
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::input_provider))]
     pub provider: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::input_name))]
     pub name: String,
 }
 
 /// The body of `POST /hardware/import`: the inventory as a list of items.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ImportRequest {
+    /// Each item is checked by the rules of `POST /hardware/` and, when it
+    /// breaks them, reported in the summary rather than refused with the
+    /// request: so the schema here does not constrain the fields.
+    #[cfg_attr(feature = "openapi", schema(schema_with = openapi::import_items))]
     pub items: Vec<ItemInput>,
     /// Remove every item the list does not name.
     #[serde(default)]
@@ -114,6 +139,7 @@ pub struct ImportRequest {
 
 /// One item of an import that was refused, by its position in the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rejected {
     pub index: usize,
     pub reason: String,
@@ -121,6 +147,7 @@ pub struct Rejected {
 
 /// What an import did (or, with `dry_run` or a rejection, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportSummary {
     /// Items that were not in the inventory.
     pub added: u64,
@@ -207,6 +234,7 @@ pub fn page(total: usize, offset: usize, limit: Option<usize>) -> std::ops::Rang
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     /// A URI reference naming the problem type (`about:blank` when generic).
     #[serde(rename = "type")]
@@ -214,6 +242,66 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
+}
+
+/// Schemas of fields whose limits are the constants above (utoipa's
+/// attributes take literals only; these keep one source).
+#[cfg(feature = "openapi")]
+pub mod openapi {
+    use super::{MAX_IMPORT_ITEMS, MAX_NAME_CHARS, MAX_PROVIDER_CHARS, TEXT_PATTERN};
+    use utoipa::openapi::schema::{
+        AdditionalProperties, ArrayBuilder, Object, ObjectBuilder, Type,
+    };
+
+    fn bounded(max: usize) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(max))
+    }
+
+    fn checked(max: usize) -> Object {
+        bounded(max)
+            .pattern(Some(TEXT_PATTERN))
+            .description(Some(
+                "No control characters, no leading or trailing white space",
+            ))
+            .build()
+    }
+
+    pub fn stored_provider() -> Object {
+        bounded(MAX_PROVIDER_CHARS).build()
+    }
+
+    pub fn stored_name() -> Object {
+        bounded(MAX_NAME_CHARS).build()
+    }
+
+    pub fn input_provider() -> Object {
+        checked(MAX_PROVIDER_CHARS)
+    }
+
+    pub fn input_name() -> Object {
+        checked(MAX_NAME_CHARS)
+    }
+
+    /// Items of an import: any provider and name strings (checked per item).
+    pub fn import_items() -> utoipa::openapi::schema::Array {
+        let item = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("provider", ObjectBuilder::new().schema_type(Type::String))
+            .property("name", ObjectBuilder::new().schema_type(Type::String))
+            .required("provider")
+            .required("name")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some(
+                "An item to import; its fields are checked per item and reported in the summary, not refused with the request.",
+            ));
+        ArrayBuilder::new()
+            .items(item)
+            .max_items(Some(MAX_IMPORT_ITEMS))
+            .build()
+    }
 }
 
 #[cfg(test)]

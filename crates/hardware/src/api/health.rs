@@ -5,18 +5,41 @@ use super::error::ApiError;
 use crate::db;
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
+use wire::Problem;
+
+/// The body of a healthy answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Status {
+    status: &'static str,
+}
 
 /// Liveness: the process answers. No dependency is consulted, so a database
 /// outage never gets healthy replicas restarted.
-pub async fn live() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "live",
+    summary = "Liveness (no dependencies)",
+    responses((status = 200, description = "Alive", body = Status)),
+)]
+pub async fn live() -> Json<Status> {
+    Json(Status { status: "ok" })
 }
 
 /// Readiness: the database answers, every migration is applied and the
 /// inventory has been loaded, so this replica can serve lists.
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "ready",
+    summary = "Readiness: database reachable, migrations applied, inventory loaded",
+    responses(
+        (status = 200, description = "Ready", body = Status),
+        (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if let Err(err) = db::ping(&state.pool).await {
         tracing::warn!(error = %err, "readiness: database unreachable");
         return Err(ApiError::Unavailable("the database is unreachable".into()));
@@ -35,5 +58,5 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
             "the inventory is not loaded yet".into(),
         ));
     }
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(Status { status: "ready" }))
 }

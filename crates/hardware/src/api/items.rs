@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use wire::{Availability, Item, ItemInput};
+use wire::{Availability, Item, ItemInput, Problem};
 
 fn item(record: &Record, reading: Option<Reading>) -> Item {
     Item {
@@ -80,6 +80,22 @@ impl FullListCache {
 }
 
 /// `GET /hardware/`: every item (or a filtered page), in id order.
+#[utoipa::path(
+    get,
+    path = "/hardware/",
+    operation_id = "listHardware",
+    summary = "Every item with its availability, in id order",
+    description = "A bare JSON array (compatible with the original service). Filters and pagination are optional.",
+    params(RawListQuery),
+    responses(
+        (status = 200, description = "The items", body = [Item], headers(
+            ("x-total-count" = u64, description = "Items matching the filters"),
+            ("link" = String, description = "`rel=\"next\"` when a further page exists"),
+        )),
+        (status = 400, description = "A query value is malformed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The inventory is not loaded yet", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     Params(raw): Params<RawListQuery>,
@@ -143,7 +159,27 @@ pub struct WaitQuery {
     wait: Option<String>,
 }
 
+impl utoipa::IntoParams for WaitQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![super::query::wait_parameter()]
+    }
+}
+
 /// `GET /hardware/{id}`.
+#[utoipa::path(
+    get,
+    path = "/hardware/{id}",
+    operation_id = "getHardware",
+    summary = "One item",
+    params(("id" = u64, Path, minimum = 1), WaitQuery),
+    responses(
+        (status = 200, description = "The item", body = Item),
+        (status = 400, description = "Malformed id or query", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn show(
     State(state): State<AppState>,
     Id(id): Id,
@@ -195,6 +231,26 @@ pub(crate) async fn refresh_after_write(state: &AppState) {
 }
 
 /// `POST /hardware/` (admin): `201` with `Location`.
+#[utoipa::path(
+    post,
+    path = "/hardware/",
+    operation_id = "createHardware",
+    summary = "Add an item (admin)",
+    security(("bearer" = [])),
+    request_body = ItemInput,
+    responses(
+        (status = 201, description = "Created", body = Item, headers(
+            ("location" = String, description = "URL of the new item"),
+        )),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Duplicate provider and name", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     _admin: Admin,
@@ -220,6 +276,26 @@ pub async fn create(
 }
 
 /// `PUT /hardware/{id}` (admin): replaces provider and name.
+#[utoipa::path(
+    put,
+    path = "/hardware/{id}",
+    operation_id = "updateHardware",
+    summary = "Replace provider and name (admin)",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, minimum = 1)),
+    request_body = ItemInput,
+    responses(
+        (status = 200, description = "Updated", body = Item),
+        (status = 400, description = "Malformed id or JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Duplicate provider and name", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     _admin: Admin,
@@ -243,6 +319,24 @@ pub async fn update(
 /// `POST /hardware/import` (admin): adds the listed items that are missing
 /// (and with `prune` removes the rest) in one transaction; the summary says
 /// what was (or, with `dry_run` or a rejection, would be) done.
+#[utoipa::path(
+    post,
+    path = "/hardware/import",
+    operation_id = "importHardware",
+    summary = "Import an inventory (admin): add the listed items that are missing; with prune, remove the rest",
+    description = "One transaction, in batches. Each item is checked by the same rules as POST /hardware/; an item that breaks them is reported in `rejected` (by its index) and, unless `partial`, nothing is applied. Whether two items are the same is decided by the database's case-insensitive collation. `dry_run` reports what would happen and changes nothing.",
+    security(("bearer" = [])),
+    request_body = wire::ImportRequest,
+    responses(
+        (status = 200, description = "What was (or would be) done", body = wire::ImportSummary),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large (64 MiB)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not an import request, or more than 1,000,000 items", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn import(
     State(state): State<AppState>,
     _admin: Admin,
@@ -271,6 +365,21 @@ pub async fn import(
 }
 
 /// `DELETE /hardware/{id}` (admin): `204`.
+#[utoipa::path(
+    delete,
+    path = "/hardware/{id}",
+    operation_id = "deleteHardware",
+    summary = "Remove an item (admin)",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, minimum = 1)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn remove(
     State(state): State<AppState>,
     _admin: Admin,

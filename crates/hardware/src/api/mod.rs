@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state and the middleware stack.
 
 pub mod auth;
+mod document;
 pub mod error;
 mod extract;
 mod health;
@@ -74,14 +75,30 @@ pub fn router(state: AppState, http_metrics: HttpMetrics, instance: &str) -> Rou
     ops::http::observe(api, instance)
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses((status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text")),
+)]
 async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     ops::metrics::render(&state.registry)
 }
 
-/// The OpenAPI 3 description of this API, kept beside the code it describes.
+/// The OpenAPI document of this API, generated from the handlers and types
+/// (`document`) once, at first request.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    summary = "This document",
+    responses((status = 200, description = "OpenAPI document", body = Object)),
+)]
 async fn openapi() -> impl IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     (
         [(header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
+        DOCUMENT.get_or_init(document::json).as_str(),
     )
 }

@@ -6,6 +6,9 @@
 use super::error::ApiError;
 use serde::Deserialize;
 use std::time::Duration;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use wire::Availability;
 
 /// Most items one page may hold.
@@ -119,6 +122,62 @@ impl ListQuery {
 /// decimals, optionally suffixed `s`, or whole milliseconds with `ms`
 /// (`2`, `0.5`, `2s`, `250ms`). Exactly that grammar, so what the schema
 /// allows is accepted and what it forbids is refused.
+/// What `parse_wait` accepts, as an ECMA-262 pattern (for the OpenAPI document).
+pub const WAIT_PATTERN: &str = r"^[0-9]{1,9}(\.[0-9]{1,6})?(ms|s)?$";
+
+const WAIT_DESCRIPTION: &str = "How long to wait for values never computed: seconds (`2`, \
+    `0.5`, `2s`) or milliseconds (`250ms`). Default and upper bound: AVAILABILITY_MAX_WAIT. \
+    `0` never blocks.";
+
+/// The query parameter `wait`, documented.
+pub fn wait_parameter() -> Parameter {
+    parameter(
+        "wait",
+        WAIT_DESCRIPTION,
+        string().pattern(Some(WAIT_PATTERN)),
+    )
+}
+
+fn string() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn integer(minimum: usize, maximum: usize) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(minimum as f64))
+        .maximum(Some(maximum as f64))
+}
+
+fn parameter(name: &str, description: &str, schema: ObjectBuilder) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// The list endpoint's parameters, documented from the same limits `parse` enforces.
+impl utoipa::IntoParams for RawListQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let levels = Availability::ALL.map(Availability::as_str);
+        vec![
+            parameter("provider", "Exact provider, case-insensitive", string()),
+            parameter(
+                "availability",
+                "Only items at this level (case-insensitive)",
+                string().enum_values(Some(levels)),
+            ),
+            parameter("q", "Name contains (case-insensitive)", string()),
+            parameter("limit", "Page size", integer(1, MAX_LIMIT)),
+            parameter("offset", "Items to skip", integer(0, MAX_OFFSET)),
+            wait_parameter(),
+        ]
+    }
+}
+
 fn parse_wait(text: &str) -> Result<Duration, ApiError> {
     let bad = || {
         ApiError::BadRequest(

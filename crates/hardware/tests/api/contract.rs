@@ -168,7 +168,7 @@ async fn health_metrics_and_openapi_answer(pool: MySqlPool) {
         "{metrics}"
     );
     let openapi: serde_json::Value = app.get("/openapi.json").await.json().await.expect("json");
-    assert_eq!(openapi["openapi"], "3.0.3");
+    assert_eq!(openapi["openapi"], "3.1.0");
     for path in ["/hardware/", "/hardware/{id}", "/healthz", "/readyz"] {
         assert!(openapi["paths"].get(path).is_some(), "{path} documented");
     }
