@@ -163,7 +163,7 @@ fn read_secret(setting: &'static str, path: &Path) -> Result<String, ConfigError
 impl Settings {
     /// Checks the settings that do not concern the database.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
+        ops::settings::require_positive(&[
             (
                 "AVAILABILITY_TTL (--availability-ttl)",
                 self.availability_ttl,
@@ -177,14 +177,8 @@ impl Settings {
                 "DATABASE_ACQUIRE_TIMEOUT (--database-acquire-timeout)",
                 self.database_acquire_timeout,
             ),
-        ];
-        for (name, value) in positive {
-            if value.is_zero() {
-                return Err(ConfigError::Invalid(format!(
-                    "{name} must be greater than zero"
-                )));
-            }
-        }
+        ])
+        .map_err(ConfigError::Invalid)?;
         if self.probe_concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "PROBE_CONCURRENCY (--probe-concurrency) must be at least 1".into(),
@@ -259,9 +253,7 @@ impl Settings {
 
     /// The name this instance answers with in `x-served-by`.
     pub fn instance(&self) -> String {
-        self.instance_id
-            .clone()
-            .unwrap_or_else(ops::instance::hostname)
+        ops::instance::name(self.instance_id.as_deref())
     }
 }
 

@@ -11,3 +11,8 @@ pub fn hostname() -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
 }
+
+/// The name to answer with: `configured` (`INSTANCE_ID`) when set, else the host name.
+pub fn name(configured: Option<&str>) -> String {
+    configured.map_or_else(hostname, str::to_owned)
+}

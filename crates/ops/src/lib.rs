@@ -9,12 +9,14 @@
 //! - [`healthcheck`]: the client behind `hardware healthcheck` / `portal healthcheck`, used by
 //!   exec-form container healthchecks in images that have no shell or curl.
 //! - [`instance`]: the name a process answers with in `x-served-by`.
+//! - [`settings`]: checks of settings clap cannot express, naming the setting.
 
 pub mod healthcheck;
 pub mod http;
 pub mod instance;
 pub mod metrics;
 pub mod periodic;
+pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -174,7 +174,7 @@ impl Settings {
         if self.hardware_url.is_empty() {
             return Err("HARDWARE_URL (--hardware-url) must name at least one URL".into());
         }
-        let positive = [
+        ops::settings::require_positive(&[
             (
                 "UPSTREAM_TIMEOUT (--upstream-timeout)",
                 self.upstream_timeout,
@@ -200,12 +200,7 @@ impl Settings {
                 "EVENT_STREAM_LIFETIME (--event-stream-lifetime)",
                 self.event_stream_lifetime,
             ),
-        ];
-        for (name, value) in positive {
-            if value.is_zero() {
-                return Err(format!("{name} must be greater than zero"));
-            }
-        }
+        ])?;
         if self.max_connections == 0 {
             return Err("MAX_CONNECTIONS (--max-connections) must be at least 1".into());
         }
@@ -228,9 +223,7 @@ impl Settings {
 
     /// The name this instance answers with in `x-served-by`.
     pub fn instance(&self) -> String {
-        self.instance_id
-            .clone()
-            .unwrap_or_else(ops::instance::hostname)
+        ops::instance::name(self.instance_id.as_deref())
     }
 }
 

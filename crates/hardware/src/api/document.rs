@@ -120,6 +120,99 @@ fn traced(operation: &mut Operation) {
     }
 }
 
+/// Declares a set of problem answers (status, description), all with an
+/// RFC 9457 body, for a handler's `responses(...)`.
+macro_rules! problems {
+    ($(#[$doc:meta])* $name:ident { $($status:literal => $description:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                [$(($status, $description)),+]
+                    .into_iter()
+                    .map(|(status, description): (u16, &str)| (status.to_string(), problem(description)))
+                    .collect()
+            }
+        }
+    };
+}
+
+fn problem(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            wire::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+problems!(
+    /// The list's failures.
+    ListProblems { 400 => "A query value is malformed", 503 => "The inventory is not loaded yet" }
+);
+problems!(
+    /// Reading one item's failures.
+    ShowProblems { 400 => "Malformed id or query", 404 => "No such item" }
+);
+problems!(
+    /// Creating an item's failures.
+    CreateProblems {
+        400 => "Malformed JSON",
+        401 => "Missing or invalid token",
+        409 => "Duplicate provider and name",
+        413 => "Body too large",
+        415 => "Not JSON",
+        422 => "Invalid fields",
+        503 => "Database unavailable",
+    }
+);
+problems!(
+    /// Replacing an item's failures.
+    UpdateProblems {
+        400 => "Malformed id or JSON",
+        401 => "Missing or invalid token",
+        404 => "No such item",
+        409 => "Duplicate provider and name",
+        413 => "Body too large",
+        415 => "Not JSON",
+        422 => "Invalid fields",
+        503 => "Database unavailable",
+    }
+);
+problems!(
+    /// Removing an item's failures.
+    DeleteProblems {
+        400 => "Malformed id",
+        401 => "Missing or invalid token",
+        404 => "No such item",
+        503 => "Database unavailable",
+    }
+);
+problems!(
+    /// An import's failures.
+    ImportProblems {
+        400 => "Malformed JSON",
+        401 => "Missing or invalid token",
+        413 => "Body too large (64 MiB)",
+        415 => "Not JSON",
+        422 => "Not an import request, or more than 1,000,000 items",
+        503 => "Database unavailable",
+    }
+);
+problems!(
+    /// Readiness failing.
+    NotReady { 503 => "Not ready" }
+);
+
 /// The document as pretty JSON.
 pub fn json() -> String {
     ApiDoc::openapi()

@@ -1,12 +1,12 @@
 //! Liveness and readiness.
 
 use super::AppState;
+use super::document::NotReady;
 use super::error::ApiError;
 use crate::db;
 use axum::Json;
 use axum::extract::State;
 use std::sync::atomic::Ordering;
-use wire::Problem;
 
 /// The body of a healthy answer.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -36,7 +36,7 @@ pub async fn live() -> Json<Status> {
     summary = "Readiness: database reachable, migrations applied, inventory loaded",
     responses(
         (status = 200, description = "Ready", body = Status),
-        (status = 503, description = "Not ready", body = Problem, content_type = "application/problem+json"),
+        NotReady,
     ),
 )]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {

@@ -2,6 +2,9 @@
 
 use super::AppState;
 use super::auth::Admin;
+use super::document::{
+    CreateProblems, DeleteProblems, ImportProblems, ListProblems, ShowProblems, UpdateProblems,
+};
 use super::error::ApiError;
 use super::extract::{Body, Id, Params};
 use super::query::{ListQuery, RawListQuery};
@@ -12,7 +15,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use wire::{Availability, Item, ItemInput, Problem};
+use wire::{Availability, Item, ItemInput};
 
 fn item(record: &Record, reading: Option<Reading>) -> Item {
     Item {
@@ -92,8 +95,7 @@ impl FullListCache {
             ("x-total-count" = u64, description = "Items matching the filters"),
             ("link" = String, description = "`rel=\"next\"` when a further page exists"),
         )),
-        (status = 400, description = "A query value is malformed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The inventory is not loaded yet", body = Problem, content_type = "application/problem+json"),
+        ListProblems,
     ),
 )]
 pub async fn list(
@@ -176,8 +178,7 @@ impl utoipa::IntoParams for WaitQuery {
     params(("id" = u64, Path, minimum = 1), WaitQuery),
     responses(
         (status = 200, description = "The item", body = Item),
-        (status = 400, description = "Malformed id or query", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
+        ShowProblems,
     ),
 )]
 pub async fn show(
@@ -242,13 +243,7 @@ pub(crate) async fn refresh_after_write(state: &AppState) {
         (status = 201, description = "Created", body = Item, headers(
             ("location" = String, description = "URL of the new item"),
         )),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate provider and name", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        CreateProblems,
     ),
 )]
 pub async fn create(
@@ -286,14 +281,7 @@ pub async fn create(
     request_body = ItemInput,
     responses(
         (status = 200, description = "Updated", body = Item),
-        (status = 400, description = "Malformed id or JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Duplicate provider and name", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        UpdateProblems,
     ),
 )]
 pub async fn update(
@@ -329,12 +317,7 @@ pub async fn update(
     request_body = wire::ImportRequest,
     responses(
         (status = 200, description = "What was (or would be) done", body = wire::ImportSummary),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large (64 MiB)", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not an import request, or more than 1,000,000 items", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        ImportProblems,
     ),
 )]
 pub async fn import(
@@ -374,10 +357,7 @@ pub async fn import(
     params(("id" = u64, Path, minimum = 1)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such item", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+        DeleteProblems,
     ),
 )]
 pub async fn remove(

@@ -27,6 +27,27 @@ pub struct RawListQuery {
     pub wait: Option<String>,
 }
 
+#[cfg(test)]
+impl RawListQuery {
+    /// The parameters as a query string's pairs would set them (tests).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let mut raw = Self::default();
+        for (key, value) in pairs {
+            let value = Some((*value).to_owned());
+            match *key {
+                "provider" => raw.provider = value,
+                "availability" => raw.availability = value,
+                "q" => raw.q = value,
+                "limit" => raw.limit = value,
+                "offset" => raw.offset = value,
+                "wait" => raw.wait = value,
+                _ => {}
+            }
+        }
+        raw
+    }
+}
+
 /// The parameters, checked.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListQuery {
@@ -210,20 +231,7 @@ mod tests {
     use super::*;
 
     fn raw(pairs: &[(&str, &str)]) -> RawListQuery {
-        let mut raw = RawListQuery::default();
-        for (key, value) in pairs {
-            let value = Some((*value).to_owned());
-            match *key {
-                "provider" => raw.provider = value,
-                "availability" => raw.availability = value,
-                "q" => raw.q = value,
-                "limit" => raw.limit = value,
-                "offset" => raw.offset = value,
-                "wait" => raw.wait = value,
-                _ => {}
-            }
-        }
-        raw
+        RawListQuery::from_pairs(pairs)
     }
 
     #[test]

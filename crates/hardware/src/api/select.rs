@@ -88,19 +88,7 @@ mod tests {
     }
 
     fn query(pairs: &[(&str, &str)]) -> ListQuery {
-        let mut raw = RawListQuery::default();
-        for (key, value) in pairs {
-            let value = Some((*value).to_owned());
-            match *key {
-                "provider" => raw.provider = value,
-                "availability" => raw.availability = value,
-                "q" => raw.q = value,
-                "limit" => raw.limit = value,
-                "offset" => raw.offset = value,
-                _ => unreachable!("{key}"),
-            }
-        }
-        ListQuery::parse(raw).expect("valid query")
+        ListQuery::parse(RawListQuery::from_pairs(pairs)).expect("valid query")
     }
 
     fn items(records: &[&Record], level: impl Fn(u64) -> Availability) -> Vec<Item> {
