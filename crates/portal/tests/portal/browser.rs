@@ -148,6 +148,29 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
     let live_text = browser.text(&live).await;
     assert!(live_text.contains("up to date"), "{live_text}");
 
+    // A phone (390 CSS px wide): the table turns into cards and its caption
+    // stays on one or two lines (it used to wrap one word per line).
+    browser.resize(390, 844).await;
+    let caption = browser
+        .execute(
+            "var r = document.createRange(); \
+             r.selectNodeContents(document.querySelector('table.items caption')); \
+             return {lines: r.getClientRects().length, \
+                     width: document.documentElement.clientWidth};",
+        )
+        .await;
+    assert!(
+        caption["width"].as_f64().is_some_and(|w| w <= 400.0),
+        "the viewport is phone-sized: {caption}"
+    );
+    assert!(
+        caption["lines"].as_f64().is_some_and(|n| n <= 2.0),
+        "the caption reads as a line or two at 390 px: {caption}"
+    );
+    let phone = browser.screenshot().await;
+    std::fs::write(artifacts_dir().join("browser-dashboard-390px.png"), phone)
+        .expect("screenshot saved");
+
     let png = browser.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     let shot = artifacts_dir().join("browser-dashboard.png");

@@ -79,6 +79,12 @@ impl Session {
             .to_owned()
     }
 
+    /// Resizes the browser window (CSS pixels).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({"width": width, "height": height}))
+            .await;
+    }
+
     pub async fn execute(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []}))
             .await

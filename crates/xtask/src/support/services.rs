@@ -7,9 +7,21 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+static BIN_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Runs the binaries in `dir` instead of `target/release` (to compare
+/// another build like-for-like); only the first call counts.
+pub fn use_bin_dir(dir: PathBuf) {
+    let _ = BIN_DIR.set(dir);
+}
+
 /// A release binary of ours.
 pub fn bin(name: &str) -> PathBuf {
-    super::workspace_root().join("target/release").join(name)
+    BIN_DIR
+        .get()
+        .cloned()
+        .unwrap_or_else(|| super::workspace_root().join("target/release"))
+        .join(name)
 }
 
 fn log_file(name: &str) -> Result<std::fs::File> {

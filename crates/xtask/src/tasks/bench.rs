@@ -7,7 +7,7 @@ use crate::support::http::{http_get, metric, wait_for_200};
 use crate::support::mariadb::MariaDb;
 use crate::support::process::{Service, rss_mb};
 use crate::support::redis::Redis;
-use crate::support::services::{bin, seed, start_hardware, start_portal};
+use crate::support::services::{bin, seed, start_hardware, start_portal, use_bin_dir};
 use crate::support::wrk::{Load, wrk};
 use crate::support::{Result, build_release, free_port, provision, workspace_root};
 use std::fmt::Write as _;
@@ -178,6 +178,13 @@ pub struct Args {
     /// Length of every wrk run, in seconds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=120))]
     seconds: u64,
+    /// Run the hardware, portal and baseline binaries in this folder instead
+    /// of building them (to compare another build, e.g. an older release).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<std::path::PathBuf>,
+    /// Where the report goes.
+    #[arg(long, value_name = "FILE", default_value = "BENCHMARKS.md")]
+    output: std::path::PathBuf,
 }
 
 pub fn run(args: &Args) -> Result {
@@ -187,7 +194,20 @@ pub fn run(args: &Args) -> Result {
     if provision::find("wrk").is_none() {
         provision::ensure_packages(&["wrk"], "wrk")?;
     }
-    build_release(&["hardware", "portal", "baseline"])?;
+    match &args.bin_dir {
+        Some(dir) => {
+            for name in ["hardware", "portal", "baseline"] {
+                if !dir.join(name).is_file() {
+                    return Err(format!(
+                        "--bin-dir {}: no `{name}` binary there",
+                        dir.display()
+                    ));
+                }
+            }
+            use_bin_dir(dir.clone());
+        }
+        None => build_release(&["hardware", "portal", "baseline"])?,
+    }
     let db = MariaDb::start()?;
     // Apply the migrations once with a short-lived hardware.
     {
@@ -230,7 +250,7 @@ pub fn run(args: &Args) -> Result {
     let report = render(
         &results, &limits, page_bytes, alone, shared, &imports, seconds,
     );
-    let path = workspace_root().join("BENCHMARKS.md");
+    let path = workspace_root().join(&args.output);
     std::fs::write(&path, report).map_err(|e| e.to_string())?;
     eprintln!("bench: wrote {}", path.display());
     Ok(())
