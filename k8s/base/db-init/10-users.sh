@@ -12,3 +12,12 @@ CREATE USER IF NOT EXISTS 'hardware_migrate'@'%' IDENTIFIED BY '${migrate_passwo
 GRANT ALL PRIVILEGES ON \`${MARIADB_DATABASE}\`.* TO 'hardware_migrate'@'%';
 FLUSH PRIVILEGES;
 SQL
+# Kubernetes' prod overlay dumps the database nightly as a read-only user.
+if [ -s /run/secrets/db-backup-password ]; then
+  backup_password=$(cat /run/secrets/db-backup-password)
+  mariadb --protocol=socket -uroot -p"$(cat /run/secrets/db-root-password)" <<SQL
+CREATE USER IF NOT EXISTS 'hardware_backup'@'%' IDENTIFIED BY '${backup_password}';
+GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON \`${MARIADB_DATABASE}\`.* TO 'hardware_backup'@'%';
+FLUSH PRIVILEGES;
+SQL
+fi

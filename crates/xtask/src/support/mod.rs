@@ -79,6 +79,33 @@ pub fn free_port() -> Result<u16> {
         .map_err(|err| format!("no free port on 127.0.0.1: {err}"))
 }
 
+/// A Go tool of `tools/` (a tiny main over a module pinned in tools/go.mod
+/// and go.sum), built with the Go module proxy into `target/tools/<name>`;
+/// rebuilt only when the pins change. Returns the binary.
+pub fn go_tool(name: &str) -> Result<PathBuf> {
+    let root = workspace_root();
+    let tools = root.join("tools");
+    let binary = root.join("target/tools").join(name);
+    let stamp = root.join("target/tools").join(format!("{name}.pins"));
+    let read = |file: &str| {
+        std::fs::read_to_string(tools.join(file))
+            .map_err(|err| format!("reading tools/{file}: {err}"))
+    };
+    let pins = read("go.mod")? + &read("go.sum")?;
+    if !binary.is_file() || std::fs::read_to_string(&stamp).ok().as_deref() != Some(pins.as_str()) {
+        eprintln!("xtask: building {name} from tools/ (Go module proxy)");
+        run(Command::new("go")
+            .args(["build", "-trimpath", "-o"])
+            .arg(&binary)
+            .arg(format!("./{name}"))
+            .current_dir(&tools))
+        .map_err(|err| format!("{err} (Go 1.24+ and the module proxy are needed)"))?;
+        std::fs::write(&stamp, pins)
+            .map_err(|err| format!("writing {}: {err}", stamp.display()))?;
+    }
+    Ok(binary)
+}
+
 /// A Python virtualenv `target/xtask/venv-<name>` holding exactly the pinned
 /// `requirements` (`name==version`); created or refreshed when they change.
 /// Returns its `bin` directory.
