@@ -48,6 +48,19 @@ wait_healthy() { # service count seconds
 echo "== static checks"
 check "docker-compose.yml is valid for compose v1" "${compose[@]}" config -q
 
+echo "== build context"
+# What `COPY . .` in docker/Dockerfile receives: no secret may reach a builder
+# layer or the build cache. The k8s secrets exist here (the lint made them).
+bash k8s/make-secrets.sh > /dev/null
+context=$(printf 'FROM debian:bookworm-slim\nCOPY . /ctx\nRUN cd /ctx && find . -type f | sed "s/^/ctx: /"\n' \
+  | docker build --no-cache -t "$COMPOSE_PROJECT_NAME-context" -f - . 2>&1 | sed -n 's/^ctx: //p')
+docker rmi "$COMPOSE_PROJECT_NAME-context" > /dev/null 2>&1 || true
+leaks=$(grep -E '(^|/)secrets/|\.(pem|key)$|(^|/)\.env$' <<< "$context")
+echo "e2e figure: build context $(grep -c . <<< "$context") files"
+context_clean() { [ -n "$context" ] && [ -z "$leaks" ]; }
+check "the image build context holds no secret" context_clean
+[ -z "$leaks" ] || echo "$leaks" | head -5
+
 echo "== images (stand-in bases; binaries from $bins)"
 cp "$bins/hardware" "$bins/portal" docker/prebuilt/
 started=$SECONDS
