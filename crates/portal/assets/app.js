@@ -29,7 +29,7 @@
       if (!tr) return;
       var badge = tr.querySelector(".badge");
       badge.className = "badge badge-" + row.class;
-      badge.textContent = row.level === "UNKNOWN" ? "PENDING" : row.level;
+      badge.textContent = row.badge;
       var time = tr.querySelector("time");
       time.setAttribute("datetime", row.checked || "");
       time.textContent = ago(row.checked);

@@ -109,6 +109,8 @@ struct Frames {
 struct RowUpdate {
     id: u64,
     level: &'static str,
+    /// What the badge says (the page's JS shows it as is).
+    badge: &'static str,
     class: &'static str,
     checked: String,
 }
@@ -127,6 +129,16 @@ pub fn level_class(level: Availability) -> &'static str {
         Availability::Medium => "medium",
         Availability::Low => "low",
         Availability::Unknown => "unknown",
+    }
+}
+
+/// The words on an item's badge, on the page and in live updates; a value
+/// never computed is "PENDING", as in the counts ("UNKNOWN" stays the API's
+/// word and the filter's value).
+pub fn badge_text(level: Availability) -> &'static str {
+    match level {
+        Availability::Unknown => "PENDING",
+        known => known.as_str(),
     }
 }
 
@@ -153,6 +165,7 @@ fn update_frame<'a>(
             .map(|item| RowUpdate {
                 id: item.id,
                 level: item.availability.as_str(),
+                badge: badge_text(item.availability),
                 class: level_class(item.availability),
                 checked: iso(item.checked_at),
             })

@@ -193,6 +193,21 @@ impl Filter {
         }
     }
 
+    /// The provider asked for.
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.as_deref()
+    }
+
+    /// The name part asked for, lower-cased.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The level asked for.
+    pub fn availability(&self) -> Option<Availability> {
+        self.availability
+    }
+
     /// Whether it keeps every item.
     pub fn is_empty(&self) -> bool {
         self.provider.is_none() && self.name.is_none() && self.availability.is_none()

@@ -121,9 +121,9 @@ fn traced(operation: &mut Operation) {
 }
 
 /// Declares a set of problem answers (status, description), all with an
-/// RFC 9457 body, for a handler's `responses(...)`.
+/// RFC 9457 body, for a handler's `responses(...)`, from lists of them.
 macro_rules! problems {
-    ($(#[$doc:meta])* $name:ident { $($status:literal => $description:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident = $($list:expr),+ $(,)?) => {
         $(#[$doc])*
         pub struct $name;
 
@@ -132,85 +132,87 @@ macro_rules! problems {
                 String,
                 utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
             > {
-                [$(($status, $description)),+]
-                    .into_iter()
-                    .map(|(status, description): (u16, &str)| (status.to_string(), problem(description)))
-                    .collect()
+                problems(&[$($list),+])
             }
         }
     };
 }
 
-fn problem(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+type Problems = &'static [(u16, &'static str)];
+
+fn problems(
+    lists: &[Problems],
+) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::response::Response>>
+{
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            wire::PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .build()
-        .into()
+    lists
+        .iter()
+        .flat_map(|list| list.iter())
+        .map(|(status, description)| {
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content(
+                    wire::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build();
+            (status.to_string(), response.into())
+        })
+        .collect()
 }
+
+/// What any admin write can meet once its input parsed.
+const WRITE: Problems = &[
+    (401, "Missing or invalid token"),
+    (409, "Duplicate provider and name"),
+    (413, "Body too large"),
+    (415, "Not JSON"),
+    (422, "Invalid fields"),
+    (503, "Database unavailable"),
+];
+const NO_SUCH_ITEM: Problems = &[(404, "No such item")];
 
 problems!(
     /// The list's failures.
-    ListProblems { 400 => "A query value is malformed", 503 => "The inventory is not loaded yet" }
+    ListProblems = &[(400, "A query value is malformed"), (503, "The inventory is not loaded yet")]
 );
 problems!(
     /// Reading one item's failures.
-    ShowProblems { 400 => "Malformed id or query", 404 => "No such item" }
+    ShowProblems = &[(400, "Malformed id or query")], NO_SUCH_ITEM
 );
 problems!(
     /// Creating an item's failures.
-    CreateProblems {
-        400 => "Malformed JSON",
-        401 => "Missing or invalid token",
-        409 => "Duplicate provider and name",
-        413 => "Body too large",
-        415 => "Not JSON",
-        422 => "Invalid fields",
-        503 => "Database unavailable",
-    }
+    CreateProblems = &[(400, "Malformed JSON")], WRITE
 );
 problems!(
     /// Replacing an item's failures.
-    UpdateProblems {
-        400 => "Malformed id or JSON",
-        401 => "Missing or invalid token",
-        404 => "No such item",
-        409 => "Duplicate provider and name",
-        413 => "Body too large",
-        415 => "Not JSON",
-        422 => "Invalid fields",
-        503 => "Database unavailable",
-    }
+    UpdateProblems = &[(400, "Malformed id or JSON")], NO_SUCH_ITEM, WRITE
 );
 problems!(
     /// Removing an item's failures.
-    DeleteProblems {
-        400 => "Malformed id",
-        401 => "Missing or invalid token",
-        404 => "No such item",
-        503 => "Database unavailable",
-    }
+    DeleteProblems = &[
+        (400, "Malformed id"),
+        (401, "Missing or invalid token"),
+        (503, "Database unavailable"),
+    ],
+    NO_SUCH_ITEM
 );
 problems!(
     /// An import's failures.
-    ImportProblems {
-        400 => "Malformed JSON",
-        401 => "Missing or invalid token",
-        413 => "Body too large (64 MiB)",
-        415 => "Not JSON",
-        422 => "Not an import request, or more than 1,000,000 items",
-        503 => "Database unavailable",
-    }
+    ImportProblems = &[
+        (400, "Malformed JSON"),
+        (401, "Missing or invalid token"),
+        (413, "Body too large (64 MiB)"),
+        (415, "Not JSON"),
+        (422, "Not an import request, or more than 1,000,000 items"),
+        (503, "Database unavailable"),
+    ]
 );
 problems!(
     /// Readiness failing.
-    NotReady { 503 => "Not ready" }
+    NotReady = &[(503, "Not ready")]
 );
 
 /// The document as pretty JSON.

@@ -130,7 +130,7 @@ pub async fn list(
         )
             .into_response());
     }
-    let candidates = select::candidates(&snapshot.records, &query.filter());
+    let candidates = select::candidates(&snapshot.records, &query.filter);
     if !wait.is_zero() {
         let ids = select::worth_waiting_for(&candidates, &query);
         state.engine.wait_for(&ids, wait).await;

@@ -51,10 +51,8 @@ impl RawListQuery {
 /// The parameters, checked.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListQuery {
-    pub provider: Option<String>,
-    pub availability: Option<Availability>,
-    /// Lower-cased, for case-insensitive matching.
-    pub q: Option<String>,
+    /// `provider`, `q` and `availability`, as the shared filter rules.
+    pub filter: wire::Filter,
     pub limit: Option<usize>,
     pub offset: usize,
     /// `None` means "the default", which the caller knows.
@@ -94,35 +92,30 @@ impl ListQuery {
             .transpose()?;
         let wait = raw.wait.map(|text| parse_wait(&text)).transpose()?;
         Ok(Self {
-            provider: raw.provider.filter(|p| !p.is_empty()),
-            availability,
-            q: raw.q.filter(|q| !q.is_empty()).map(|q| q.to_lowercase()),
+            filter: wire::Filter::new(raw.provider.as_deref(), raw.q.as_deref(), availability),
             limit,
             offset,
             wait,
         })
     }
 
-    /// The query string for the same filters at another offset (for `Link`).
-    /// The filter rules this query asks for.
-    pub fn filter(&self) -> wire::Filter {
-        wire::Filter::new(
-            self.provider.as_deref(),
-            self.q.as_deref(),
-            self.availability,
-        )
+    /// Whether this is the plain full listing (no filter, no paging): the
+    /// cached fast path.
+    pub fn is_full_listing(&self) -> bool {
+        self.filter.is_empty() && self.limit.is_none() && self.offset == 0
     }
 
+    /// The query string for the same filters at another offset (for `Link`).
     pub fn with_offset(&self, offset: usize) -> String {
         let mut pairs: Vec<(&str, String)> = Vec::new();
-        if let Some(provider) = &self.provider {
-            pairs.push(("provider", provider.clone()));
+        if let Some(provider) = self.filter.provider() {
+            pairs.push(("provider", provider.to_owned()));
         }
-        if let Some(level) = self.availability {
+        if let Some(level) = self.filter.availability() {
             pairs.push(("availability", level.as_str().to_owned()));
         }
-        if let Some(q) = &self.q {
-            pairs.push(("q", q.clone()));
+        if let Some(q) = self.filter.name() {
+            pairs.push(("q", q.to_owned()));
         }
         if let Some(limit) = self.limit {
             pairs.push(("limit", limit.to_string()));
@@ -244,8 +237,8 @@ mod tests {
             ("wait", "0.5"),
         ]))
         .expect("valid");
-        assert_eq!(query.availability, Some(Availability::High));
-        assert_eq!(query.q.as_deref(), Some("c5"));
+        assert_eq!(query.filter.availability(), Some(Availability::High));
+        assert_eq!(query.filter.name(), Some("c5"));
         assert_eq!((query.limit, query.offset), (Some(10), 20));
         assert_eq!(query.wait, Some(Duration::from_millis(500)));
     }

@@ -16,14 +16,6 @@ pub struct Page {
     pub next_offset: Option<usize>,
 }
 
-impl ListQuery {
-    /// Whether this is the plain full listing (no filter, no paging): the
-    /// cached fast path.
-    pub fn is_full_listing(&self) -> bool {
-        self.filter().is_empty() && self.limit.is_none() && self.offset == 0
-    }
-}
-
 /// Records that pass the rules the inventory alone decides (provider, name).
 pub fn candidates<'a>(records: &'a [Record], filter: &Filter) -> Vec<&'a Record> {
     records
@@ -36,7 +28,7 @@ pub fn candidates<'a>(records: &'a [Record], filter: &Filter) -> Vec<&'a Record>
 /// availability filter every candidate (any could end up on the page);
 /// without one only those on the requested page.
 pub fn worth_waiting_for(candidates: &[&Record], query: &ListQuery) -> Vec<u64> {
-    let on_page = if query.filter().by_availability() {
+    let on_page = if query.filter.by_availability() {
         0..candidates.len()
     } else {
         wire::page(candidates.len(), query.offset, query.limit)
@@ -47,10 +39,9 @@ pub fn worth_waiting_for(candidates: &[&Record], query: &ListQuery) -> Vec<u64> 
 /// The candidates' items (with their readings) that pass the availability
 /// rule, paged.
 pub fn page(items: impl IntoIterator<Item = Item>, query: &ListQuery) -> Page {
-    let filter = query.filter();
     let mut matching: Vec<Item> = items
         .into_iter()
-        .filter(|item| filter.admits_level(item.availability))
+        .filter(|item| query.filter.admits_level(item.availability))
         .collect();
     let total = matching.len();
     let range = wire::page(total, query.offset, query.limit);
@@ -117,7 +108,7 @@ mod tests {
     fn candidates_follow_the_shared_rules() {
         let records = records();
         let ids = |q: &ListQuery| -> Vec<u64> {
-            candidates(&records, &q.filter())
+            candidates(&records, &q.filter)
                 .iter()
                 .map(|r| r.id)
                 .collect()
@@ -130,7 +121,7 @@ mod tests {
     #[test]
     fn waiting_covers_the_page_or_every_candidate_under_a_level_filter() {
         let records = records();
-        let all = candidates(&records, &query(&[]).filter());
+        let all = candidates(&records, &query(&[]).filter);
         assert_eq!(
             worth_waiting_for(&all, &query(&[("limit", "2"), ("offset", "1")])),
             [2, 3]
@@ -146,7 +137,7 @@ mod tests {
     #[test]
     fn pages_count_every_match_and_link_onwards_only_when_paged() {
         let records = records();
-        let all = candidates(&records, &query(&[]).filter());
+        let all = candidates(&records, &query(&[]).filter);
         let level = |id| {
             if id % 2 == 0 {
                 Availability::High

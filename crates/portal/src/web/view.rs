@@ -3,7 +3,7 @@
 //! Pure functions over data, so they are unit-tested without HTTP.
 
 use super::PageError;
-pub use crate::catalog::{Entry, iso, level_class};
+pub use crate::catalog::{Entry, badge_text, iso, level_class};
 use crate::config::MAX_PAGE_SIZE;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -205,15 +205,6 @@ pub fn level_label(level: Availability) -> &'static str {
         Availability::Medium => "Medium",
         Availability::Low => "Low",
         Availability::Unknown => "Pending",
-    }
-}
-
-/// The words on an item's badge; a value never computed is "PENDING", as
-/// in the counts ("UNKNOWN" stays the API's word and the filter's value).
-pub fn badge_text(level: Availability) -> &'static str {
-    match level {
-        Availability::Unknown => "PENDING",
-        known => known.as_str(),
     }
 }
 
