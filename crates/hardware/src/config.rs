@@ -59,6 +59,12 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub database_acquire_timeout: Duration,
 
+    /// Longest a database statement may run: past it the client drops the
+    /// connection (a silent network) and the server aborts the statement
+    /// (`max_statement_time`); writes then answer 503, `/readyz` not ready.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub database_statement_timeout: Duration,
+
     /// Apply migrations at start-up (convenient locally; deployments run `hardware migrate` once).
     #[arg(long, env = "MIGRATE_ON_START")]
     pub migrate_on_start: bool,
@@ -176,6 +182,10 @@ impl Settings {
             (
                 "DATABASE_ACQUIRE_TIMEOUT (--database-acquire-timeout)",
                 self.database_acquire_timeout,
+            ),
+            (
+                "DATABASE_STATEMENT_TIMEOUT (--database-statement-timeout)",
+                self.database_statement_timeout,
             ),
         ])
         .map_err(ConfigError::Invalid)?;

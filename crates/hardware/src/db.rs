@@ -1,10 +1,24 @@
 //! Every SQL statement the service runs, checked at compile time against the
 //! schema in `sql/` (offline data in `.sqlx/`).
+//!
+//! # Every statement is bounded in time
+//! A network that fails silently (packets dropped, nothing reset) would
+//! otherwise leave a query waiting until TCP gives up, about 15 minutes.
+//! [`Database`] runs each operation on a pooled connection under
+//! `DATABASE_STATEMENT_TIMEOUT` per statement; when the limit passes, the
+//! connection is *detached* and dropped (its socket closed, never returned to
+//! the pool, where it would hang the next caller) and the caller gets
+//! [`timed_out`], which the API answers with 503. The server enforces the same
+//! limit (`max_statement_time`, set on every connection of the serving pool),
+//! so a slow statement is also stopped where it runs. Getting a connection is
+//! bounded separately by `DATABASE_ACQUIRE_TIMEOUT` (which includes the
+//! liveness test of an idle connection). sqlx 0.9 cannot set TCP keepalive on
+//! MySQL sockets; the per-statement limit makes it unnecessary here.
 
 use chrono::{DateTime, Utc};
-use sqlx::MySqlPool;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{Executor, MySqlConnection, MySqlPool};
 use std::time::Duration;
 
 /// The migrations in `sql/`, embedded in the binary.
@@ -29,23 +43,145 @@ pub struct Fingerprint {
 
 /// A pool that connects on first use, so the service starts (and reports
 /// not-ready) while the database is still coming up, instead of crash-looping.
-pub fn lazy_pool(options: MySqlConnectOptions, max: u32, acquire_timeout: Duration) -> MySqlPool {
-    MySqlPoolOptions::new()
+///
+/// With `statement_limit`, every connection asks the server to abort any
+/// statement running longer (MariaDB's `max_statement_time`).
+pub fn lazy_pool(
+    options: MySqlConnectOptions,
+    max: u32,
+    acquire_timeout: Duration,
+    statement_limit: Option<Duration>,
+) -> MySqlPool {
+    let pool = MySqlPoolOptions::new()
         .max_connections(max)
         .min_connections(0)
         .acquire_timeout(acquire_timeout)
-        .test_before_acquire(true)
-        .connect_lazy_with(options)
+        .test_before_acquire(true);
+    let pool = match statement_limit {
+        Some(limit) => pool.after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    sqlx::query("SET SESSION max_statement_time = ?").bind(limit.as_secs_f64()),
+                )
+                .await
+                .map(drop)
+            })
+        }),
+        None => pool,
+    };
+    pool.connect_lazy_with(options)
 }
 
-pub async fn fingerprint(pool: &MySqlPool) -> sqlx::Result<Fingerprint> {
+/// The error of a statement that did not finish within `limit`; the API
+/// answers it with 503 (an I/O error: the database is not answering).
+pub fn timed_out(limit: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the database did not answer within {limit:?}"),
+    ))
+}
+
+/// The serving pool with its per-statement time limit; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: MySqlPool,
+    limit: Duration,
+}
+
+impl Database {
+    pub fn new(pool: MySqlPool, statement_limit: Duration) -> Self {
+        Self {
+            pool,
+            limit: statement_limit,
+        }
+    }
+
+    /// The limit of one statement.
+    pub fn statement_limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// Runs `work` (at most `statements` statements) on one pooled connection
+    /// within `statements` × the limit; past it, the connection is closed
+    /// rather than returned to the pool.
+    async fn bounded<T>(
+        &self,
+        statements: u32,
+        work: impl AsyncFnOnce(&mut MySqlConnection) -> sqlx::Result<T>,
+    ) -> sqlx::Result<T> {
+        let limit = self.limit * statements.max(1);
+        let mut conn = self.pool.acquire().await?;
+        match tokio::time::timeout(limit, work(&mut conn)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Whatever state the connection is in (a half-read answer, an
+                // open transaction), nobody may use it again: the server rolls
+                // back what was open when the socket closes.
+                drop(conn.detach());
+                Err(timed_out(limit))
+            }
+        }
+    }
+
+    pub async fn fingerprint(&self) -> sqlx::Result<Fingerprint> {
+        self.bounded(1, async |conn| fingerprint(conn).await).await
+    }
+
+    pub async fn all(&self) -> sqlx::Result<Vec<Record>> {
+        self.bounded(1, async |conn| all(conn).await).await
+    }
+
+    pub async fn find(&self, id: u64) -> sqlx::Result<Option<Record>> {
+        self.bounded(1, async |conn| find(conn, id).await).await
+    }
+
+    pub async fn insert(&self, provider: &str, name: &str) -> sqlx::Result<u64> {
+        self.bounded(1, async |conn| insert(conn, provider, name).await)
+            .await
+    }
+
+    /// Four statements: begin, lock, update, commit.
+    pub async fn update(&self, id: u64, provider: &str, name: &str) -> sqlx::Result<bool> {
+        self.bounded(4, async |conn| update(conn, id, provider, name).await)
+            .await
+    }
+
+    pub async fn delete(&self, id: u64) -> sqlx::Result<bool> {
+        self.bounded(1, async |conn| delete(conn, id).await).await
+    }
+
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        self.bounded(1, async |conn| ping(conn).await).await
+    }
+
+    pub async fn migrations_applied(&self) -> sqlx::Result<bool> {
+        self.bounded(1, async |conn| migrations_applied(conn).await)
+            .await
+    }
+
+    /// An import: each of its statements gets the limit.
+    pub async fn import(&self, request: &wire::ImportRequest) -> sqlx::Result<wire::ImportSummary> {
+        let statements = crate::import::statements(request);
+        self.bounded(statements, async |conn| {
+            crate::import::apply(conn, request).await
+        })
+        .await
+    }
+
+    /// Applies pending migrations (no time limit: a migration may be long).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        migrate(&self.pool).await
+    }
+}
+
+pub async fn fingerprint(conn: &mut MySqlConnection) -> sqlx::Result<Fingerprint> {
     let row = sqlx::query!(
         r#"SELECT COUNT(*) AS "count!: i64",
                   CAST(COALESCE(MAX(id), 0) AS UNSIGNED) AS "max_id!: u64",
                   MAX(updated_at) AS "last_update: DateTime<Utc>"
            FROM hardware"#
     )
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok(Fingerprint {
         count: row.count,
@@ -54,40 +190,45 @@ pub async fn fingerprint(pool: &MySqlPool) -> sqlx::Result<Fingerprint> {
     })
 }
 
-pub async fn all(pool: &MySqlPool) -> sqlx::Result<Vec<Record>> {
+pub async fn all(conn: &mut MySqlConnection) -> sqlx::Result<Vec<Record>> {
     sqlx::query_as!(
         Record,
         "SELECT id, provider, name FROM hardware ORDER BY id"
     )
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
 
-pub async fn find(pool: &MySqlPool, id: u64) -> sqlx::Result<Option<Record>> {
+pub async fn find(conn: &mut MySqlConnection, id: u64) -> sqlx::Result<Option<Record>> {
     sqlx::query_as!(
         Record,
         "SELECT id, provider, name FROM hardware WHERE id = ?",
         id
     )
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await
 }
 
 /// Inserts a row and returns its id; a duplicate (provider, name) is a unique violation.
-pub async fn insert(pool: &MySqlPool, provider: &str, name: &str) -> sqlx::Result<u64> {
+pub async fn insert(conn: &mut MySqlConnection, provider: &str, name: &str) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         "INSERT INTO hardware (provider, name) VALUES (?, ?)",
         provider,
         name
     )
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(done.last_insert_id())
 }
 
 /// Updates a row; `false` when no row has that id.
-pub async fn update(pool: &MySqlPool, id: u64, provider: &str, name: &str) -> sqlx::Result<bool> {
-    let mut tx = pool.begin().await?;
+pub async fn update(
+    conn: &mut MySqlConnection,
+    id: u64,
+    provider: &str,
+    name: &str,
+) -> sqlx::Result<bool> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
     // MySQL counts only *changed* rows as affected, so existence is checked under
     // the row lock rather than inferred from the update's result.
     let exists = sqlx::query_scalar!("SELECT id FROM hardware WHERE id = ? FOR UPDATE", id)
@@ -109,9 +250,9 @@ pub async fn update(pool: &MySqlPool, id: u64, provider: &str, name: &str) -> sq
 }
 
 /// Deletes a row; `false` when no row has that id.
-pub async fn delete(pool: &MySqlPool, id: u64) -> sqlx::Result<bool> {
+pub async fn delete(conn: &mut MySqlConnection, id: u64) -> sqlx::Result<bool> {
     let done = sqlx::query!("DELETE FROM hardware WHERE id = ?", id)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(done.rows_affected() > 0)
 }
@@ -151,11 +292,11 @@ pub async fn migrate(pool: &MySqlPool) -> anyhow::Result<()> {
 }
 
 /// Whether every embedded migration has been applied successfully.
-pub async fn migrations_applied(pool: &MySqlPool) -> sqlx::Result<bool> {
+pub async fn migrations_applied(conn: &mut MySqlConnection) -> sqlx::Result<bool> {
     // Runtime query: the bookkeeping table is sqlx's, not part of our schema.
     let applied: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
-            .fetch_all(pool)
+            .fetch_all(conn)
             .await?;
     Ok(MIGRATOR
         .iter()
@@ -163,6 +304,6 @@ pub async fn migrations_applied(pool: &MySqlPool) -> sqlx::Result<bool> {
 }
 
 /// Whether the database answers at all.
-pub async fn ping(pool: &MySqlPool) -> sqlx::Result<()> {
-    sqlx::query("SELECT 1").execute(pool).await.map(drop)
+pub async fn ping(conn: &mut MySqlConnection) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1").execute(conn).await.map(drop)
 }

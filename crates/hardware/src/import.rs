@@ -9,7 +9,7 @@
 //! unless `partial`; `dry_run` does the work and rolls it back, so its summary
 //! is exactly what a real run would report.
 
-use sqlx::{MySql, MySqlConnection, MySqlPool, QueryBuilder};
+use sqlx::{Connection, MySql, MySqlConnection, QueryBuilder};
 use std::collections::HashSet;
 use wire::{ImportRequest, ImportSummary, ItemInput, Rejected};
 
@@ -25,8 +25,24 @@ async fn count(conn: &mut MySqlConnection) -> sqlx::Result<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// The most statements [`apply`] runs for `request` (each is bounded in time
+/// on its own: see [`crate::db::Database`]).
+pub fn statements(request: &ImportRequest) -> u32 {
+    let chunks = request.items.len().div_ceil(BATCH);
+    // begin, two counts, the inserts, commit; with prune: the lookups, the
+    // list of ids and at most as many deletes as there are rows (in batches).
+    let mut n = 4 + chunks;
+    if request.prune {
+        n += chunks + 1 + chunks.max(1) * 2;
+    }
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 /// Runs the import described by `request`; see the module documentation.
-pub async fn apply(pool: &MySqlPool, request: &ImportRequest) -> sqlx::Result<ImportSummary> {
+pub async fn apply(
+    conn: &mut MySqlConnection,
+    request: &ImportRequest,
+) -> sqlx::Result<ImportSummary> {
     let mut rejected = Vec::new();
     let mut valid: Vec<&ItemInput> = Vec::with_capacity(request.items.len());
     for (index, item) in request.items.iter().enumerate() {
@@ -36,7 +52,7 @@ pub async fn apply(pool: &MySqlPool, request: &ImportRequest) -> sqlx::Result<Im
         }
     }
     let commit = !request.dry_run && (rejected.is_empty() || request.partial);
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let before = count(&mut tx).await?;
     for chunk in valid.chunks(BATCH) {
         let mut insert = QueryBuilder::<MySql>::new("INSERT INTO hardware (provider, name) ");

@@ -6,13 +6,21 @@
 //! rows only when it changed; writes through this replica refresh at once, so
 //! a client reads its own writes. Each new snapshot is handed to the engine,
 //! which starts tracking added items and forgets deleted ones.
+//!
+//! No lock is held while the database is asked: refreshes run side by side,
+//! each bounded in time (see [`crate::db::Database`]), and only the install
+//! of a result is serialized. Each refresh takes a ticket before it reads; a
+//! result is installed only if no refresh with a later ticket was installed
+//! already, so an older read never replaces a newer one, and a write's own
+//! refresh (ticket taken after its commit) is never undone by a slower,
+//! earlier poll. A silent database therefore delays nobody but the refresh
+//! that is talking to it.
 
-use crate::db::{self, Fingerprint, Record};
+use crate::db::{Database, Fingerprint, Record};
 use crate::engine::{Engine, Target};
-use sqlx::MySqlPool;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 /// The rows, sorted by id, as of one read.
 #[derive(Debug, Default)]
@@ -32,11 +40,13 @@ impl Snapshot {
 
 #[derive(Debug)]
 struct Inner {
-    pool: MySqlPool,
+    db: Database,
     engine: Engine,
     current: RwLock<Option<Arc<Snapshot>>>,
-    /// Serializes refreshes so two never race to install older data.
-    refreshing: Mutex<()>,
+    /// The last ticket handed to a refresh.
+    tickets: AtomicU64,
+    /// The ticket of the installed snapshot; held only while installing (no I/O).
+    installed: Mutex<u64>,
 }
 
 /// Handle to the inventory; cheap to clone.
@@ -46,13 +56,14 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    pub fn new(pool: MySqlPool, engine: Engine) -> Self {
+    pub fn new(db: Database, engine: Engine) -> Self {
         Self {
             inner: Arc::new(Inner {
-                pool,
+                db,
                 engine,
                 current: RwLock::new(None),
-                refreshing: Mutex::new(()),
+                tickets: AtomicU64::new(0),
+                installed: Mutex::new(0),
             }),
         }
     }
@@ -66,17 +77,29 @@ impl Inventory {
             .clone()
     }
 
-    /// Re-reads the rows if the table changed since the last read.
+    /// Re-reads the rows if the table changed since the last read. Returns
+    /// once this replica serves data at least as new as the database was when
+    /// the call began (or with the error that prevented it).
     pub async fn refresh(&self) -> sqlx::Result<()> {
-        let _one_at_a_time = self.inner.refreshing.lock().await;
-        let fingerprint = db::fingerprint(&self.inner.pool).await?;
+        let ticket = self.inner.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let fingerprint = self.inner.db.fingerprint().await?;
         if self
             .snapshot()
             .is_some_and(|current| current.fingerprint == fingerprint)
         {
             return Ok(());
         }
-        let records = db::all(&self.inner.pool).await?;
+        let records = self.inner.db.all().await?;
+        let mut installed = self
+            .inner
+            .installed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *installed > ticket {
+            // A refresh that began later has installed newer data already.
+            return Ok(());
+        }
+        *installed = ticket;
         self.inner.engine.track(records.iter().map(|record| Target {
             id: record.id,
             provider: record.provider.clone(),

@@ -61,6 +61,7 @@ impl Application {
             options,
             settings.database_max_connections,
             settings.database_acquire_timeout,
+            Some(settings.database_statement_timeout),
         );
         let probe = Arc::new(SimulatedProbe::new(settings.probe_delay));
         Self::with_parts(settings, pool, probe).await
@@ -99,9 +100,10 @@ impl Application {
             "TCP connections accepted (clients that reuse connections keep this low)",
             connections.clone(),
         );
-        let inventory = Inventory::new(pool.clone(), engine.clone());
+        let db = db::Database::new(pool, settings.database_statement_timeout);
+        let inventory = Inventory::new(db.clone(), engine.clone());
         let state = AppState {
-            pool,
+            db,
             engine,
             inventory,
             admin,
@@ -183,7 +185,7 @@ impl Application {
 /// Applies migrations at start-up, retrying while the database is not up yet.
 async fn migrate_until_done(state: AppState, stop: CancellationToken) {
     loop {
-        match db::migrate(&state.pool).await {
+        match state.db.migrate().await {
             Ok(()) => {
                 state.migrated.store(true, Ordering::Relaxed);
                 tracing::info!("database migrations applied");
@@ -207,7 +209,7 @@ async fn migrate_until_done(state: AppState, stop: CancellationToken) {
 /// Safe when several run at once: see [`db::migrate`].
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let options = settings.connect_options()?;
-    let pool = db::lazy_pool(options, 1, Duration::from_secs(30));
+    let pool = db::lazy_pool(options, 1, Duration::from_secs(30), None);
     db::migrate(&pool).await.context("applying migrations")?;
     pool.close().await;
     Ok(())

@@ -60,19 +60,38 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
                 Self::Conflict("an item with this provider and name exists already".into())
             }
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => {
+            sqlx::Error::Database(db) if is_statement_timeout(db.as_ref()) => {
+                tracing::warn!(error = %err, "database statement stopped by max_statement_time");
+                Self::Unavailable(
+                    "the database is too slow to answer; nothing was changed, try again".into(),
+                )
+            }
+            // No connection was had: nothing reached the database.
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable(
                     "the database is unavailable; nothing was changed, try again".into(),
                 )
             }
+            // The connection failed or went silent mid-statement: the server
+            // may have applied it. Repeating a write is safe (a create
+            // answers 409 if it had been applied; updates and deletes are
+            // idempotent), so the client is told to retry.
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+                tracing::warn!(error = %err, "database stopped answering");
+                Self::Unavailable(
+                    "the database stopped answering; the change may not have been applied, try again".into(),
+                )
+            }
             _ => Self::Internal(err.into()),
         }
     }
+}
+
+/// MariaDB's error 1969: the statement ran past `max_statement_time`.
+fn is_statement_timeout(err: &dyn sqlx::error::DatabaseError) -> bool {
+    err.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .is_some_and(|err| err.number() == 1969)
 }
 
 impl From<JsonRejection> for ApiError {

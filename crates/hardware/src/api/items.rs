@@ -9,7 +9,7 @@ use super::error::ApiError;
 use super::extract::{Body, Id, Params};
 use super::query::{ListQuery, RawListQuery};
 use super::select;
-use crate::db::{self, Record};
+use crate::db::Record;
 use crate::engine::Reading;
 use axum::Json;
 use axum::extract::State;
@@ -204,7 +204,7 @@ async fn find(state: &AppState, id: u64) -> Result<Record, ApiError> {
     if let Some(record) = state.inventory.snapshot().and_then(|s| s.get(id).cloned()) {
         return Ok(record);
     }
-    match db::find(&state.pool, id).await? {
+    match state.db.find(id).await? {
         Some(record) => {
             refresh_after_write(state).await;
             Ok(record)
@@ -224,10 +224,21 @@ fn validate(input: ItemInput) -> Result<ItemInput, ApiError> {
 }
 
 /// Makes this replica see its own write at once (read-your-writes). The write
-/// already succeeded, so a failure here is logged, not reported.
+/// already succeeded, so a failure here is logged, not reported, and the
+/// answer waits at most one statement limit for it (the refresh goes on in
+/// the background, within its own bounds, rather than being cut mid-statement).
 pub(crate) async fn refresh_after_write(state: &AppState) {
-    if let Err(err) = state.inventory.refresh().await {
-        tracing::warn!(error = %err, "inventory refresh after a write failed; the poller will retry");
+    let inventory = state.inventory.clone();
+    let refreshing = tokio::spawn(async move { inventory.refresh().await });
+    match tokio::time::timeout(state.db.statement_limit(), refreshing).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => {
+            tracing::warn!(error = %err, "inventory refresh after a write failed; the poller will retry");
+        }
+        Ok(Err(panicked)) => tracing::error!(error = %panicked, "inventory refresh panicked"),
+        Err(_) => tracing::warn!(
+            "inventory refresh after a write is slow; answering now, this replica shows the write once it lands"
+        ),
     }
 }
 
@@ -252,7 +263,7 @@ pub async fn create(
     Body(input): Body<ItemInput>,
 ) -> Result<Response, ApiError> {
     let input = validate(input)?;
-    let id = db::insert(&state.pool, &input.provider, &input.name).await?;
+    let id = state.db.insert(&input.provider, &input.name).await?;
     refresh_after_write(&state).await;
     tracing::info!(id, provider = %input.provider, name = %input.name, "hardware created");
     let record = Record {
@@ -291,7 +302,7 @@ pub async fn update(
     Body(input): Body<ItemInput>,
 ) -> Result<Json<Item>, ApiError> {
     let input = validate(input)?;
-    if !db::update(&state.pool, id, &input.provider, &input.name).await? {
+    if !state.db.update(id, &input.provider, &input.name).await? {
         return Err(not_found(id));
     }
     refresh_after_write(&state).await;
@@ -331,7 +342,7 @@ pub async fn import(
             crate::import::MAX_ITEMS
         )));
     }
-    let summary = crate::import::apply(&state.pool, &request).await?;
+    let summary = state.db.import(&request).await?;
     if summary.applied {
         refresh_after_write(&state).await;
     }
@@ -365,7 +376,7 @@ pub async fn remove(
     _admin: Admin,
     Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
-    if !db::delete(&state.pool, id).await? {
+    if !state.db.delete(id).await? {
         return Err(not_found(id));
     }
     refresh_after_write(&state).await;

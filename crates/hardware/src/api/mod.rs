@@ -21,7 +21,6 @@ use error::ApiError;
 pub use items::FullListCache;
 use ops::metrics::HttpMetrics;
 use prometheus_client::registry::Registry;
-use sqlx::MySqlPool;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -34,7 +33,7 @@ pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
 /// What every handler can reach. Cheap to clone: handles and `Arc`s only.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub pool: MySqlPool,
+    pub db: crate::db::Database,
     pub engine: Engine,
     pub inventory: Inventory,
     pub admin: Option<TokenDigest>,

@@ -8,6 +8,7 @@
 mod availability;
 mod contract;
 mod drills;
+mod fault_proxy;
 mod hardening;
 mod helpers;
 mod inventory;
