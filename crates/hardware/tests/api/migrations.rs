@@ -36,7 +36,7 @@ async fn three_servers_migrating_an_empty_database_at_once_apply_the_schema_once
         .expect("count");
     assert_eq!(seeds, 2, "seed rows inserted once");
     assert!(
-        hardware::db::migrations_applied(&mut *pool.acquire().await.expect("connection"))
+        hardware::db::migrations_applied(&mut pool.acquire().await.expect("connection"))
             .await
             .expect("query")
     );
