@@ -103,6 +103,11 @@ pub struct Settings {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// File holding the Redis password (of the URL's user, or `default`);
+    /// overrides a password in the URL.
+    #[arg(long, env = "REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+
     /// Prefix of this deployment's keys in Redis.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "hardware")]
     pub redis_key_prefix: String,
@@ -166,6 +171,27 @@ fn read_secret(setting: &'static str, path: &Path) -> Result<String, ConfigError
     Ok(raw.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// A password from a file: any printable characters (quotes, backslashes and
+/// `$` included: it travels in the protocol, never in SQL or a command line),
+/// but not empty and no control characters, which no generator writes and
+/// which a copy-paste accident would otherwise turn into a silent mismatch.
+fn read_password(setting: &'static str, path: &Path) -> Result<String, ConfigError> {
+    let password = read_secret(setting, path)?;
+    if password.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{setting}: {} is empty",
+            path.display()
+        )));
+    }
+    if password.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid(format!(
+            "{setting}: {} holds a control character (a line break inside?)",
+            path.display()
+        )));
+    }
+    Ok(password)
+}
+
 impl Settings {
     /// Checks the settings that do not concern the database.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -217,7 +243,8 @@ impl Settings {
         let mut options = MySqlConnectOptions::from_str(url)
             .map_err(|_| ConfigError::InvalidDatabaseUrl("cannot parse it".into()))?;
         if let Some(path) = &self.database_password_file {
-            let password = read_secret("DATABASE_PASSWORD_FILE (--database-password-file)", path)?;
+            let password =
+                read_password("DATABASE_PASSWORD_FILE (--database-password-file)", path)?;
             options = options.password(&password);
         }
         Ok(options)
@@ -249,8 +276,16 @@ impl Settings {
                 "REDIS_URL (--redis-url) must start with redis://".into(),
             ));
         }
+        let password = match &self.redis_password_file {
+            Some(path) => Some(read_password(
+                "REDIS_PASSWORD_FILE (--redis-password-file)",
+                path,
+            )?),
+            None => None,
+        };
         let cache = crate::engine::RedisCache::new(
             url,
+            password.as_deref(),
             &self.redis_key_prefix,
             &self.instance(),
             self.redis_timeout,

@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use wire::Availability;
 
 pub use probe::{Probe, ProbeError, SimulatedProbe, Target};
-pub use shared::{RedisCache, SharedCache, SharedReading};
+pub use shared::{Loaded, RedisCache, SharedCache, SharedReading};
 #[cfg(any(test, feature = "test-util"))]
 pub use test_probes::{CountingProbe, FailingProbe};
 
@@ -78,7 +78,31 @@ impl EngineSettings {
     fn lease(&self) -> Duration {
         self.probe_timeout + Duration::from_secs(1)
     }
+
+    /// Whether a value read from the shared cache could have been written by
+    /// a replica: a probe that started in the future (beyond the clock skew
+    /// tolerated between replicas) would be adopted forever, a measurement
+    /// before its probe began or later than the probe's time limit after it
+    /// is no probe's, and UNKNOWN is never stored.
+    fn plausible(&self, reading: &SharedReading, now: DateTime<Utc>) -> Result<(), &'static str> {
+        let skew = chrono::Duration::from_std(CLOCK_SKEW).unwrap_or_default();
+        let longest = chrono::Duration::from_std(self.probe_timeout).unwrap_or_default();
+        if reading.started_at > now + skew || reading.checked_at > now + skew {
+            Err("from the future")
+        } else if reading.checked_at < reading.started_at
+            || reading.checked_at > reading.started_at + longest + skew
+        {
+            Err("inconsistent timestamps")
+        } else if reading.level == Availability::Unknown {
+            Err("no level")
+        } else {
+            Ok(())
+        }
+    }
 }
+
+/// How far replicas' clocks may disagree (NTP keeps them far closer).
+const CLOCK_SKEW: Duration = Duration::from_secs(2);
 
 /// How one scheduled check of an item ended.
 #[derive(Debug)]
@@ -173,7 +197,7 @@ impl EngineMetrics {
         );
         registry.register(
             "availability_shared",
-            "Shared-cache decisions: adopted (another replica probed), busy (it is probing), unavailable (worked alone)",
+            "Shared-cache decisions: adopted (another replica probed), busy (it is probing), unavailable (worked alone), rejected (a value no replica could have written: ignored), store_failed (the probe's value kept here only)",
             metrics.shared.clone(),
         );
         registry.register(
@@ -203,6 +227,8 @@ struct Inner {
     shared: Option<Arc<dyn SharedCache>>,
     /// Whether the shared cache failed last time (to log transitions only).
     shared_down: std::sync::atomic::AtomicBool,
+    /// Whether a rejected shared value was logged already (the rest are counted).
+    rejected_seen: std::sync::atomic::AtomicBool,
     settings: EngineSettings,
     state: Mutex<State>,
     /// Bumped whenever a value lands; `wait_for` sleeps on it.
@@ -245,6 +271,7 @@ impl Engine {
                 probe,
                 shared,
                 shared_down: std::sync::atomic::AtomicBool::new(false),
+                rejected_seen: std::sync::atomic::AtomicBool::new(false),
                 settings,
                 state: Mutex::new(State::default()),
                 landed,
@@ -428,50 +455,127 @@ impl Engine {
         let settings = self.inner.settings;
         let started_at = Utc::now();
         let coordinated = async {
-            if let Some(reading) = shared.load(target.id).await? {
-                let age = (started_at - reading.started_at)
-                    .to_std()
-                    .unwrap_or_default();
-                if age < settings.ttl {
-                    return Ok(Outcome::Adopted(reading));
-                }
+            let loaded = shared.load(target.id).await?;
+            if let Some(reading) = self.fresh(target.id, loaded, started_at, true) {
+                return Ok(Some(Outcome::Adopted(reading)));
             }
             if !shared.try_lease(target.id, settings.lease()).await? {
-                return Ok(Outcome::Busy);
+                return Ok(Some(Outcome::Busy));
             }
-            let result = self.probe(target).await;
-            if let Ok((level, checked_at)) = result {
-                let reading = SharedReading {
-                    level,
-                    checked_at,
-                    started_at,
-                };
-                shared.store(target.id, reading, settings.ttl * 3).await?;
+            // Another replica may have stored its value and released the
+            // lease between our load and our lease: look once more, or the
+            // item would be probed twice in one window.
+            let loaded = shared.load(target.id).await?;
+            if let Some(reading) = self.fresh(target.id, loaded, started_at, false) {
+                shared.release(target.id).await?;
+                return Ok(Some(Outcome::Adopted(reading)));
             }
-            Ok::<_, shared::SharedError>(Outcome::Probed(result))
+            Ok::<_, shared::SharedError>(None)
         };
-        match coordinated.await {
-            Ok(outcome) => {
-                if self
-                    .inner
-                    .shared_down
-                    .swap(false, std::sync::atomic::Ordering::Relaxed)
-                {
-                    tracing::info!("shared availability cache reachable again");
-                }
-                outcome
+        let leased = match coordinated.await {
+            Ok(Some(outcome)) => {
+                self.shared_up();
+                return outcome;
+            }
+            Ok(None) => {
+                self.shared_up();
+                true
             }
             Err(err) => {
-                self.inner.metrics.shared("unavailable");
-                if !self
-                    .inner
-                    .shared_down
-                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-                {
-                    tracing::warn!(error = %err, "shared availability cache unavailable; probing locally");
-                }
-                Outcome::Probed(self.probe(target).await)
+                self.shared_down(&err);
+                false
             }
+        };
+        let result = self.probe(target).await;
+        if leased {
+            // Share a good value; after a failure free the lease at once, so the
+            // item is not reported busy to anybody for the rest of the hold.
+            let shared_result = match result {
+                Ok((level, checked_at)) => {
+                    let reading = SharedReading {
+                        level,
+                        checked_at,
+                        started_at,
+                    };
+                    shared.store(target.id, reading, settings.ttl * 3).await
+                }
+                Err(_) => shared.release(target.id).await,
+            };
+            if let Err(err) = shared_result {
+                // The probe's value is good: keep it here; only sharing failed.
+                if result.is_ok() {
+                    self.inner.metrics.shared("store_failed");
+                }
+                self.shared_down(&err);
+            }
+        }
+        Outcome::Probed(result)
+    }
+
+    /// The loaded value if it is plausible and was probed within the TTL
+    /// window; an implausible one is rejected (counted once per check).
+    fn fresh(
+        &self,
+        id: u64,
+        loaded: Loaded,
+        now: DateTime<Utc>,
+        count: bool,
+    ) -> Option<SharedReading> {
+        let settings = self.inner.settings;
+        let reading = match loaded {
+            Loaded::Missing => return None,
+            Loaded::Malformed => {
+                if count {
+                    self.rejected(id, "malformed");
+                }
+                return None;
+            }
+            Loaded::Value(reading) => reading,
+        };
+        if let Err(why) = settings.plausible(&reading, now) {
+            if count {
+                self.rejected(id, why);
+            }
+            return None;
+        }
+        let age = (now - reading.started_at).to_std().unwrap_or_default();
+        (age < settings.ttl).then_some(reading)
+    }
+
+    /// A value in the shared cache that no replica could have written.
+    fn rejected(&self, id: u64, why: &'static str) {
+        self.inner.metrics.shared("rejected");
+        if !self
+            .inner
+            .rejected_seen
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                id,
+                why,
+                "ignoring a shared availability value no replica wrote (counted in hardware_availability_shared_total{{outcome=\"rejected\"}}; only the first is logged)"
+            );
+        }
+    }
+
+    fn shared_up(&self) {
+        if self
+            .inner
+            .shared_down
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!("shared availability cache reachable again");
+        }
+    }
+
+    fn shared_down(&self, err: &shared::SharedError) {
+        self.inner.metrics.shared("unavailable");
+        if !self
+            .inner
+            .shared_down
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(error = %err, "shared availability cache unavailable; probing locally");
         }
     }
 
