@@ -70,7 +70,14 @@ for image in hardware-portal/hardware:local hardware-portal/portal:local; do
   echo "e2e figure: $image runtime image $((size / 1000000)) MB (stand-in base; distroless/cc adds ~20 MB)"
 done
 
-echo "== up"
+echo "== up (with passwords a careless script would mangle)"
+# The generator keeps existing values: seed two that hold a quote, a
+# backslash, a dollar, double quotes and spaces. Everything below (hardware
+# healthy = it logged in; values shared = it authenticated to Redis) runs on them.
+nasty="it's a \\ \$HOME \"test\" password"
+docker volume create "${COMPOSE_PROJECT_NAME}_secrets" > /dev/null
+docker run --rm --user 0 -v "${COMPOSE_PROJECT_NAME}_secrets:/s" --entrypoint /bin/sh hp-ci/mariadb:10.11 \
+  -c 'printf "%s\n" "$0" > /s/db-app-password && printf "%s" "$0" > /s/redis-password' "$nasty"
 dc up -d > /tmp/e2e-up-$$.log 2>&1 || { tail -30 /tmp/e2e-up-$$.log; }
 check "db, hardware and portal healthy" wait_healthy portal 1 120
 for service in db redis hardware; do
@@ -81,6 +88,30 @@ for one_shot in secrets migrate; do
   code=$(docker inspect --format '{{.State.ExitCode}}' "$(docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter "label=com.docker.compose.service=$one_shot")")
   check "$one_shot one-shot exited 0" [ "$code" = 0 ]
 done
+
+echo "== secrets and users"
+check "the app and Redis passwords in use are the ones with ' \\ \$ \" and spaces" \
+  [ "$(secret db-app-password)" = "$nasty" ]
+mounts() { docker inspect --format '{{range .Mounts}}{{.Name}} {{end}}' "$1"; }
+for service in db redis hardware; do
+  id=$(container "$service")
+  check "$service mounts only its own secrets volume" \
+    grep -qv -E "(^| )${COMPOSE_PROJECT_NAME}_secrets( |$)" <<< "$(mounts "$id")"
+done
+files() { docker run --rm -v "${COMPOSE_PROJECT_NAME}_secrets-$1:/s:ro" --entrypoint /bin/sh hp-ci/probe -c 'ls /s | tr "\n" " "'; }
+check "hardware gets the app password, the admin token and the Redis password, nothing else" \
+  [ "$(files hardware)" = "admin-token db-app-password redis-password " ]
+check "migrate gets its password only" [ "$(files migrate)" = "db-migrate-password " ]
+check "redis gets its password only" [ "$(files redis)" = "redis-password " ]
+remote_roots=$(dc exec -T db sh -c 'MYSQL_PWD=$(cat /run/secrets/db-root-password) mariadb -uroot -N -e "SELECT COUNT(*) FROM mysql.user WHERE user = '"'root'"' AND host <> '"'localhost'"'"' | tr -d '\r')
+check "root can log in from localhost only (MARIADB_ROOT_HOST)" [ "$remote_roots" = 0 ]
+anonymous=$(dc exec -T redis redis-cli get hardware:availability:1 2>&1)
+echo "e2e figure: Redis GET without a password: $anonymous"
+check "Redis refuses a client without the password (it may only PING)" grep -q NOPERM <<< "$anonymous"
+redis_as_hardware() { dc exec -T redis sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis-password) redis-cli --no-auth-warning --user hardware "$@"' sh "$@" 2>&1; }
+check "the hardware user may write its own keys" grep -q OK <<< "$(redis_as_hardware set hardware:e2e 1)"
+check "the hardware user may not touch other keys" grep -q NOPERM <<< "$(redis_as_hardware set other:e2e 1)"
+check "the hardware user may not run other commands" grep -q NOPERM <<< "$(redis_as_hardware flushall)"
 
 page_has() { local body; body=$(curl -fsS --max-time 5 "$portal/") && grep -q "$1" <<< "$body"; }
 check "/ shows the seed row c5" page_has '>c5<'

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Builds local stand-ins for the images a machine without registry access
-# cannot pull. Each is built only when missing:
+# cannot pull. Each is built only when missing (the last three also when their
+# folder changed):
 #   debian:bookworm-slim   debootstrap of Debian's mirror (the one apt uses here)
 #   hp-ci/runtime          a distroless/cc-like root: glibc, libgcc, passwd with nonroot 65532
 #   hp-ci/mariadb:10.11    Debian's mariadb-server behind the official image's conventions
@@ -38,7 +39,14 @@ if ! have hp-ci/runtime; then
   rm -rf "$ctx"
 fi
 
-have hp-ci/mariadb:10.11 || docker build -q -t hp-ci/mariadb:10.11 mariadb > /dev/null
-have hp-ci/redis:7 || docker build -q -t hp-ci/redis:7 redis > /dev/null
-have hp-ci/probe || docker build -q -t hp-ci/probe probe > /dev/null
+# Rebuilt when their folder changed (its hash is a label of the image).
+current() { # image folder
+  local want
+  want=$(cat "$2"/* | sha256sum | cut -c1-16)
+  [ "$(docker image inspect --format '{{index .Config.Labels "hp.context"}}' "$1" 2> /dev/null)" = "$want" ] \
+    || docker build -q --label "hp.context=$want" -t "$1" "$2" > /dev/null
+}
+current hp-ci/mariadb:10.11 mariadb
+current hp-ci/redis:7 redis
+current hp-ci/probe probe
 echo "stand-ins: ready"

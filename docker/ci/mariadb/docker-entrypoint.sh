@@ -1,7 +1,8 @@
 #!/bin/bash
 # Stand-in entrypoint: initialise an empty data directory the way the official
-# image does (root password from a file, database, healthcheck user, initdb
-# scripts against a temporary server with networking off), then run mariadbd.
+# image does (root password from a file, root@MARIADB_ROOT_HOST (default '%')
+# besides root@localhost, database, healthcheck user, initdb scripts against a
+# temporary server with networking off), then run mariadbd.
 set -euo pipefail
 datadir=/var/lib/mysql
 socket=/run/mysqld/mysqld.sock
@@ -26,8 +27,18 @@ if [ ! -d "$datadir/mysql" ]; then
     sleep 0.5
   done
   health_password=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  # The root password travels as hex, quoted by the server: any character works.
+  root_hex=$(printf '%s' "$MARIADB_ROOT_PASSWORD" | od -An -v -tx1 | tr -d ' \n')
+  root_host=${MARIADB_ROOT_HOST:-%}
+  extra_root=""
+  if [ "$root_host" != localhost ]; then
+    # What the official image does by default: root from anywhere too.
+    extra_root="EXECUTE IMMEDIATE CONCAT('CREATE USER ''root''@''${root_host}'' IDENTIFIED BY ', QUOTE(CONVERT(X'${root_hex}' USING utf8mb4)));
+GRANT ALL ON *.* TO 'root'@'${root_host}' WITH GRANT OPTION;"
+  fi
   mariadb --protocol=socket -S "$socket" -uroot <<SQL
-ALTER USER 'root'@'localhost' IDENTIFIED BY '${MARIADB_ROOT_PASSWORD}';
+EXECUTE IMMEDIATE CONCAT('ALTER USER ''root''@''localhost'' IDENTIFIED BY ', QUOTE(CONVERT(X'${root_hex}' USING utf8mb4)));
+${extra_root}
 CREATE DATABASE IF NOT EXISTS \`${MARIADB_DATABASE:-test}\`;
 CREATE USER 'healthcheck'@'127.0.0.1' IDENTIFIED BY '${health_password}';
 CREATE USER 'healthcheck'@'localhost' IDENTIFIED BY '${health_password}';
@@ -39,7 +50,7 @@ SQL
   for f in /docker-entrypoint-initdb.d/*; do
     case "$f" in
       *.sh) echo "stand-in: running $f"; bash "$f" ;;
-      *.sql) echo "stand-in: running $f"; mariadb --protocol=socket -S "$socket" -uroot -p"$MARIADB_ROOT_PASSWORD" "${MARIADB_DATABASE:-}" < "$f" ;;
+      *.sql) echo "stand-in: running $f"; MYSQL_PWD=$MARIADB_ROOT_PASSWORD mariadb --protocol=socket -S "$socket" -uroot "${MARIADB_DATABASE:-}" < "$f" ;;
     esac
   done
   kill "$pid"
