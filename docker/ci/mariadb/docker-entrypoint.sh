@@ -37,6 +37,9 @@ if [ ! -d "$datadir/mysql" ]; then
 GRANT ALL ON *.* TO 'root'@'${root_host}' WITH GRANT OPTION;"
   fi
   mariadb --protocol=socket -S "$socket" -uroot <<SQL
+-- As the official image: the install's other root accounts go.
+DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1';
+EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS ''root''@''', @@hostname, '''');
 EXECUTE IMMEDIATE CONCAT('ALTER USER ''root''@''localhost'' IDENTIFIED BY ', QUOTE(CONVERT(X'${root_hex}' USING utf8mb4)));
 ${extra_root}
 CREATE DATABASE IF NOT EXISTS \`${MARIADB_DATABASE:-test}\`;

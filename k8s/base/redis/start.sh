@@ -29,6 +29,6 @@ protected-mode no
 maxmemory 64mb
 maxmemory-policy allkeys-lru
 user default on nopass resetkeys resetchannels -@all +ping
-user hardware on #$hash resetkeys resetchannels ~$prefix:* -@all +ping +hello +auth +client|setinfo +get +set +del +pttl +pexpire +eval +evalsha
+user hardware on #$hash resetkeys resetchannels ~$prefix:* -@all +ping +hello +auth +get +set +del +pttl +pexpire +eval +evalsha
 CONF
 exec redis-server "$conf"

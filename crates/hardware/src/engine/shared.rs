@@ -171,10 +171,13 @@ impl RedisCache {
         let mut info = url
             .into_connection_info()
             .map_err(|err| SharedError(err.to_string()))?;
+        // No `CLIENT SETINFO` after connecting: the ACL user may not run
+        // CLIENT (and Redis before 7.2 does not know the subcommand).
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
         if let Some(password) = password {
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
+            settings = settings.set_password(password);
         }
+        info = info.set_redis_settings(settings);
         let client = redis::Client::open(info).map_err(|err| SharedError(err.to_string()))?;
         Ok(Self {
             client,
