@@ -363,6 +363,29 @@ mod tests {
     }
 
     #[test]
+    fn password_files_take_any_printable_character_and_name_the_setting_otherwise() {
+        let dir = std::env::temp_dir().join(format!("hw-password-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("password");
+        let settings = parse(&[
+            "--database-url",
+            "mysql://app@db/hardware",
+            "--database-password-file",
+            path.to_str().expect("utf-8"),
+        ]);
+        std::fs::write(&path, "it's a \\ $HOME \"test\"\n").expect("write");
+        settings
+            .connect_options()
+            .expect("quotes, backslashes and $ are fine");
+        for bad in ["", "\n", "two\nlines\n", "tab\tinside"] {
+            std::fs::write(&path, bad).expect("write");
+            let err = settings.connect_options().expect_err(bad).to_string();
+            assert!(err.contains("DATABASE_PASSWORD_FILE"), "{bad:?}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
     fn a_short_admin_token_is_refused() {
         let dir = std::env::temp_dir().join(format!("hw-token-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");

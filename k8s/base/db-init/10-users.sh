@@ -11,6 +11,8 @@
 # (The entrypoint may source this file: nothing here is exported.)
 set -euo pipefail
 database=${MARIADB_DATABASE:?MARIADB_DATABASE is required}
+# Tests point these elsewhere and read the SQL instead of running it.
+secrets=${USERS_SECRETS_DIR:-/run/secrets}
 if ! [[ $database =~ ^[A-Za-z0-9_]+$ ]]; then
   echo "10-users.sh: MARIADB_DATABASE must be letters, digits and _" >&2
   exit 1
@@ -38,12 +40,16 @@ SQL
 }
 
 sql=$(
-  user_sql hardware_app /run/secrets/db-app-password "SELECT, INSERT, UPDATE, DELETE"
-  user_sql hardware_migrate /run/secrets/db-migrate-password "ALL PRIVILEGES"
+  user_sql hardware_app "$secrets/db-app-password" "SELECT, INSERT, UPDATE, DELETE"
+  user_sql hardware_migrate "$secrets/db-migrate-password" "ALL PRIVILEGES"
   # Kubernetes' prod overlay dumps the database nightly as a read-only user.
-  if [ -s /run/secrets/db-backup-password ]; then
-    user_sql hardware_backup /run/secrets/db-backup-password "SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT"
+  if [ -s "$secrets/db-backup-password" ]; then
+    user_sql hardware_backup "$secrets/db-backup-password" "SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT"
   fi
   echo "FLUSH PRIVILEGES;"
 )
-MYSQL_PWD=$(cat /run/secrets/db-root-password) mariadb --protocol=socket -uroot <<< "$sql"
+if [ "${USERS_PRINT_SQL:-}" = 1 ]; then
+  printf '%s\n' "$sql"
+  exit 0
+fi
+MYSQL_PWD=$(cat "$secrets/db-root-password") mariadb --protocol=socket -uroot <<< "$sql"

@@ -36,16 +36,37 @@ async fn concurrent_creates_of_the_same_item_give_one_201_and_409s(pool: MySqlPo
     assert_eq!(rows, 1, "nothing half-written or duplicated");
 }
 
-/// The serving user's grants, taken from the script Compose and Kubernetes run.
+/// A password a careless script would break: a quote, a backslash, a dollar.
+const HOSTILE_PASSWORD: &str = "it's a \\ $HOME \"test\" password";
+
+/// The serving user's statements, as the script Compose and Kubernetes run
+/// writes them (run for real, told to print its SQL instead of applying it),
+/// for `user` on `database` with [`HOSTILE_PASSWORD`].
 fn app_grants(database: &str, user: &str) -> Vec<String> {
-    let script = include_str!("../../../../k8s/base/db-init/10-users.sh");
-    script
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../k8s/base/db-init/10-users.sh"
+    );
+    let secrets = crate::helpers::TempDir::new("users-sql");
+    std::fs::write(
+        secrets.0.join("db-app-password"),
+        format!("{HOSTILE_PASSWORD}\n"),
+    )
+    .expect("write");
+    std::fs::write(secrets.0.join("db-migrate-password"), "unused").expect("write");
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .env("USERS_SECRETS_DIR", &secrets.0)
+        .env("USERS_PRINT_SQL", "1")
+        .env("MARIADB_DATABASE", database)
+        .output()
+        .expect("bash runs the script");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter(|line| line.contains("'hardware_app'"))
+        .filter(|line| line.contains("hardware_app"))
         .map(|line| {
-            line.replace("'hardware_app'", &format!("'{user}'"))
-                .replace("${app_password}", "app-password-for-tests")
-                .replace("\\`${MARIADB_DATABASE}\\`", &format!("`{database}`"))
+            line.replace("hardware_app", user)
                 .trim_end_matches(';')
                 .to_owned()
         })
@@ -78,7 +99,7 @@ async fn the_serving_user_can_change_rows_but_never_the_schema(pool: MySqlPool) 
     let options: MySqlConnectOptions = (*pool.connect_options())
         .clone()
         .username(&user)
-        .password("app-password-for-tests");
+        .password(HOSTILE_PASSWORD);
     let mut app = MySqlConnection::connect_with(&options)
         .await
         .expect("app user connects");
