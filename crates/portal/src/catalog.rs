@@ -42,13 +42,8 @@ impl Version {
     /// FNV-1a over every field of every item, in order (stable across Rust
     /// releases and processes, unlike `std`'s hasher).
     pub fn of(items: &[Item]) -> Self {
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for byte in bytes {
-                hash = (hash ^ u64::from(*byte)).wrapping_mul(PRIME);
-            }
-        };
+        let mut hash = wire::Fnv1a::default();
+        let mut feed = |bytes: &[u8]| hash.feed(bytes);
         for item in items {
             feed(&item.id.to_le_bytes());
             feed(item.provider.as_bytes());
@@ -62,7 +57,7 @@ impl Version {
             feed(&checked.to_le_bytes());
         }
         // 0 means "nothing seen"; no data may have it.
-        Self(hash.max(1))
+        Self(hash.finish().max(1))
     }
 
     /// Parses what [`fmt::Display`] writes; anything else is `None`.
@@ -86,13 +81,17 @@ impl fmt::Display for Version {
 /// One successful fetch.
 #[derive(Debug)]
 pub struct Data {
-    pub entries: Vec<Entry>,
+    /// Shared by the fetches that found the same version (a `304` costs no copy).
+    pub entries: Arc<Vec<Entry>>,
     pub fetched_at: DateTime<Utc>,
     pub version: Version,
     /// Successful fetches so far in this process (pages are cached per fetch).
     pub fetch: u64,
     /// The hardware replica that answered.
     pub served_by: String,
+    /// The hardware's `ETag` of this version: sent back as `If-None-Match`,
+    /// so an unchanged inventory costs a `304` and no body.
+    pub etag: Option<String>,
     /// Live-update frames of this version, shared by fetches that found the same data.
     frames: Arc<Frames>,
 }
@@ -179,7 +178,7 @@ fn update_frame<'a>(
 impl Data {
     pub fn counts(&self) -> HashMap<Availability, usize> {
         let mut counts = HashMap::new();
-        for entry in &self.entries {
+        for entry in self.entries.iter() {
             *counts.entry(entry.item.availability).or_default() += 1;
         }
         counts
@@ -297,10 +296,11 @@ impl Catalog {
 
     /// Fetches once and installs the result (or records the failure).
     pub async fn refresh(&self, request_id: &str) -> Result<(), UpstreamError> {
+        let held = self.view().data.and_then(|data| data.etag.clone());
         let result = self
             .inner
             .upstream
-            .get_json::<Vec<Item>>(LIST_PATH, request_id)
+            .get_json::<Vec<Item>>(LIST_PATH, held.as_deref(), request_id)
             .await;
         let mut view = self
             .inner
@@ -312,27 +312,47 @@ impl Catalog {
                 if let Some(since) = view.failing_since.take() {
                     tracing::info!(%since, "hardware answers again; data is fresh");
                 }
-                let version = Version::of(&answer.body);
-                let previous = view.data.clone();
-                let frames = match previous.as_deref() {
-                    Some(before) if before.version == version => Arc::clone(&before.frames),
-                    before => Arc::new(Frames {
-                        delta: before.map(|before| {
-                            (before.version, delta_frame(before, &answer.body, version))
-                        }),
-                        snapshot: OnceLock::new(),
-                    }),
-                };
                 let fetch = 1 + self
                     .inner
                     .fetches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(items) = answer.body else {
+                    // 304: the version held is current; only the fetch is new.
+                    if let Some(held) = view.data.clone() {
+                        view.data = Some(Arc::new(Data {
+                            entries: Arc::clone(&held.entries),
+                            fetched_at: Utc::now(),
+                            version: held.version,
+                            fetch,
+                            served_by: answer.served_by,
+                            etag: held.etag.clone(),
+                            frames: Arc::clone(&held.frames),
+                        }));
+                        drop(view);
+                        self.signal(Signal {
+                            version: held.version,
+                            failing: false,
+                        });
+                    }
+                    return Ok(());
+                };
+                let version = Version::of(&items);
+                let previous = view.data.clone();
+                let frames = match previous.as_deref() {
+                    Some(before) if before.version == version => Arc::clone(&before.frames),
+                    before => Arc::new(Frames {
+                        delta: before
+                            .map(|before| (before.version, delta_frame(before, &items, version))),
+                        snapshot: OnceLock::new(),
+                    }),
+                };
                 view.data = Some(Arc::new(Data {
-                    entries: answer.body.into_iter().map(|item| Entry { item }).collect(),
+                    entries: Arc::new(items.into_iter().map(|item| Entry { item }).collect()),
                     fetched_at: Utc::now(),
                     version,
                     fetch,
                     served_by: answer.served_by,
+                    etag: answer.etag,
                     frames,
                 }));
                 drop(view);
@@ -440,7 +460,8 @@ mod tests {
                 delta: before.map(|b| (b.version, delta_frame(b, &items, version))),
                 snapshot: OnceLock::new(),
             }),
-            entries: items.into_iter().map(|item| Entry { item }).collect(),
+            entries: Arc::new(items.into_iter().map(|item| Entry { item }).collect()),
+            etag: None,
             fetched_at: Utc::now(),
             version,
             fetch: 1,

@@ -62,6 +62,7 @@ struct CallLabels {
 #[derive(Debug, Clone)]
 struct Metrics {
     calls: Family<CallLabels, Counter>,
+    not_modified: Counter,
 }
 
 #[derive(Debug)]
@@ -76,9 +77,12 @@ struct Inner {
 /// A successful answer and who gave it.
 #[derive(Debug)]
 pub struct Answer<T> {
-    pub body: T,
+    /// `None`: the replica answered `304 Not Modified` to `If-None-Match`.
+    pub body: Option<T>,
     /// The replica's `x-served-by`.
     pub served_by: String,
+    /// The version's `ETag`, to send back as `If-None-Match` next time.
+    pub etag: Option<String>,
 }
 
 /// Handle to the hardware tier; cheap to clone.
@@ -98,7 +102,13 @@ impl Upstream {
             .build()?;
         let metrics = Metrics {
             calls: Family::default(),
+            not_modified: Counter::default(),
         };
+        registry.register(
+            "upstream_not_modified",
+            "Answers 304 Not Modified: the replica had the version this portal holds (no body sent)",
+            metrics.not_modified.clone(),
+        );
         registry.register(
             "upstream_calls",
             "Calls to hardware replicas, by replica address and outcome",
@@ -243,18 +253,25 @@ impl Upstream {
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         path_and_query: &str,
+        if_none_match: Option<&str>,
         request_id: &str,
     ) -> Result<Answer<T>, UpstreamError> {
         if self.replicas().is_empty() {
             self.resolve().await;
         }
         let first = self.pick(None).ok_or(UpstreamError::NoReplica)?;
-        match self.get_from(first, path_and_query, request_id).await {
+        match self
+            .get_from(first, path_and_query, if_none_match, request_id)
+            .await
+        {
             Ok(answer) => Ok(answer),
             Err(err) => {
                 tracing::debug!(error = %err, "retrying on another replica");
                 match self.pick(Some(first)) {
-                    Some(second) => self.get_from(second, path_and_query, request_id).await,
+                    Some(second) => {
+                        self.get_from(second, path_and_query, if_none_match, request_id)
+                            .await
+                    }
                     None => Err(err),
                 }
             }
@@ -265,34 +282,54 @@ impl Upstream {
         &self,
         addr: SocketAddr,
         path_and_query: &str,
+        if_none_match: Option<&str>,
         request_id: &str,
     ) -> Result<Answer<T>, UpstreamError> {
         // Plain HTTP: the settings refuse any other scheme.
         let url = format!("http://{addr}{path_and_query}");
         let result = async {
-            let response = self
+            let mut request = self
                 .inner
                 .client
                 .get(&url)
-                .header(wire::REQUEST_ID, request_id)
+                .header(wire::REQUEST_ID, request_id);
+            if let Some(tag) = if_none_match {
+                request = request.header(reqwest::header::IF_NONE_MATCH, tag);
+            }
+            let response = request
                 .send()
                 .await
                 .map_err(|source| UpstreamError::Transport { addr, source })?;
             let status = response.status();
-            if !status.is_success() {
+            let not_modified = status == reqwest::StatusCode::NOT_MODIFIED;
+            if !status.is_success() && !not_modified {
                 return Err(UpstreamError::Status { addr, status });
             }
-            let served_by = response
-                .headers()
-                .get(wire::SERVED_BY)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("unknown")
-                .to_owned();
-            let body = response
-                .json::<T>()
-                .await
-                .map_err(|source| UpstreamError::Transport { addr, source })?;
-            Ok(Answer { body, served_by })
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let served_by = header(wire::SERVED_BY).unwrap_or_else(|| "unknown".to_owned());
+            let etag = header(reqwest::header::ETAG.as_str());
+            let body = if not_modified {
+                self.inner.metrics.not_modified.inc();
+                None
+            } else {
+                Some(
+                    response
+                        .json::<T>()
+                        .await
+                        .map_err(|source| UpstreamError::Transport { addr, source })?,
+                )
+            };
+            Ok(Answer {
+                body,
+                served_by,
+                etag,
+            })
         }
         .await;
         match &result {

@@ -240,6 +240,37 @@ impl Filter {
     }
 }
 
+/// FNV-1a, 64 bits: a digest that is the same on every replica, process and
+/// Rust release (unlike `std`'s hasher). Names data versions: the portal's
+/// version of a list, hardware's `ETag` of a list body.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+
+    /// The digest of one byte string.
+    pub fn of(bytes: &[u8]) -> u64 {
+        let mut hash = Self::default();
+        hash.feed(bytes);
+        hash.finish()
+    }
+}
+
 /// The slice `offset`, `limit` (none: to the end) selects of `total` items,
 /// clamped to what exists.
 pub fn page(total: usize, offset: usize, limit: Option<usize>) -> std::ops::Range<usize> {

@@ -30,6 +30,11 @@ fn item(record: &Record, reading: Option<Reading>) -> Item {
 /// The JSON of the unfiltered list, reused while neither the inventory
 /// snapshot nor any availability value changed (a new value bumps the engine
 /// version), so it is exactly what serializing anew would produce.
+///
+/// With it: its `ETag`, a digest of the bytes (so replicas holding the same
+/// data give the same tag, and a client that has them is answered `304` with
+/// no body), and its gzip form, made once per version for the first client
+/// that accepts it.
 #[derive(Debug, Clone, Default)]
 pub struct FullListCache {
     inner: std::sync::Arc<std::sync::Mutex<Option<FullList>>>,
@@ -41,7 +46,85 @@ struct FullList {
     /// can never be mistaken for a new one's.
     snapshot: std::sync::Arc<crate::inventory::Snapshot>,
     engine_version: u64,
+    rendered: std::sync::Arc<Rendered>,
+}
+
+/// One version of the full list, in every form it is sent in.
+#[derive(Debug)]
+pub(crate) struct Rendered {
     body: axum::body::Bytes,
+    etag: HeaderValue,
+    gzip: std::sync::OnceLock<axum::body::Bytes>,
+}
+
+impl Rendered {
+    fn new(body: Vec<u8>) -> Self {
+        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", wire::Fnv1a::of(&body)))
+            .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
+        Self {
+            body: axum::body::Bytes::from(body),
+            etag,
+            gzip: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether `If-None-Match` names this version.
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        let Ok(tag) = self.etag.to_str() else {
+            return false;
+        };
+        headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(|candidate| candidate.trim().trim_start_matches("W/"))
+            .any(|candidate| candidate == tag || candidate == "*")
+    }
+
+    /// The gzip form, compressed on first use (off the async threads).
+    async fn gzip(self: std::sync::Arc<Self>) -> Result<axum::body::Bytes, ApiError> {
+        if let Some(done) = self.gzip.get() {
+            return Ok(done.clone());
+        }
+        tokio::task::spawn_blocking(move || {
+            self.gzip
+                .get_or_init(|| axum::body::Bytes::from(gzip(&self.body)))
+                .clone()
+        })
+        .await
+        .map_err(|err| ApiError::Internal(err.into()))
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 8),
+        flate2::Compression::default(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
+}
+
+/// Whether the client takes gzip (`Accept-Encoding`, not refused with `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 impl FullListCache {
@@ -49,7 +132,7 @@ impl FullListCache {
         &self,
         snapshot: &std::sync::Arc<crate::inventory::Snapshot>,
         state: &AppState,
-    ) -> Result<axum::body::Bytes, ApiError> {
+    ) -> Result<std::sync::Arc<Rendered>, ApiError> {
         // Read the version before the values, so a value landing in between
         // makes the next request render again rather than serve it stale.
         let version = state.engine.version();
@@ -61,7 +144,7 @@ impl FullListCache {
             && std::sync::Arc::ptr_eq(&list.snapshot, snapshot)
             && list.engine_version == version
         {
-            return Ok(list.body.clone());
+            return Ok(std::sync::Arc::clone(&list.rendered));
         }
         let readings = state.engine.readings(snapshot.records.iter().map(|r| r.id));
         let items: Vec<Item> = snapshot
@@ -70,15 +153,14 @@ impl FullListCache {
             .zip(readings)
             .map(|(record, reading)| item(record, reading))
             .collect();
-        let body = axum::body::Bytes::from(
-            serde_json::to_vec(&items).map_err(|err| ApiError::Internal(err.into()))?,
-        );
+        let body = serde_json::to_vec(&items).map_err(|err| ApiError::Internal(err.into()))?;
+        let rendered = std::sync::Arc::new(Rendered::new(body));
         *cached = Some(FullList {
             snapshot: std::sync::Arc::clone(snapshot),
             engine_version: version,
-            body: body.clone(),
+            rendered: std::sync::Arc::clone(&rendered),
         });
-        Ok(body)
+        Ok(rendered)
     }
 }
 
@@ -94,12 +176,16 @@ impl FullListCache {
         (status = 200, description = "The items", body = [Item], headers(
             ("x-total-count" = u64, description = "Items matching the filters"),
             ("link" = String, description = "`rel=\"next\"` when a further page exists"),
+            ("etag" = String, description = "Unfiltered list only: a digest of the body; send it as `If-None-Match`"),
+            ("content-encoding" = String, description = "Unfiltered list only: `gzip` when the request accepts it"),
         )),
+        (status = 304, description = "Unfiltered list only: `If-None-Match` named the current `ETag` (no body)"),
         ListProblems,
     ),
 )]
 pub async fn list(
     State(state): State<AppState>,
+    request_headers: HeaderMap,
     Params(raw): Params<RawListQuery>,
 ) -> Result<Response, ApiError> {
     let query = ListQuery::parse(raw)?;
@@ -114,21 +200,27 @@ pub async fn list(
             let ids: Vec<u64> = snapshot.records.iter().map(|r| r.id).collect();
             state.engine.wait_for(&ids, wait).await;
         }
-        let body = state.full_list.get_or_render(&snapshot, &state)?;
-        return Ok((
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (
-                    HeaderName::from_static(wire::TOTAL_COUNT),
-                    HeaderValue::from(snapshot.records.len()),
-                ),
-            ],
-            body,
-        )
-            .into_response());
+        let rendered = state.full_list.get_or_render(&snapshot, &state)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ETAG, rendered.etag.clone());
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        headers.insert(
+            HeaderName::from_static(wire::TOTAL_COUNT),
+            HeaderValue::from(snapshot.records.len()),
+        );
+        if rendered.matches(&request_headers) {
+            return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+        }
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if accepts_gzip(&request_headers) {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            let body = rendered.gzip().await?;
+            return Ok((headers, body).into_response());
+        }
+        return Ok((headers, rendered.body.clone()).into_response());
     }
     let candidates = select::candidates(&snapshot.records, &query.filter);
     if !wait.is_zero() {

@@ -215,3 +215,76 @@ async fn readiness_fails_until_migrations_are_applied(pool: MySqlPool) {
     }
     assert_eq!(status, 200);
 }
+
+/// The full list carries an `ETag` (a digest of its bytes): asked again with
+/// it, the answer is `304` with no body; a change gives a new tag. With
+/// `Accept-Encoding: gzip` the same bytes come compressed.
+#[sqlx::test(migrations = "../../sql")]
+async fn the_full_list_is_conditional_and_compressible(pool: MySqlPool) {
+    let app = spawn_app(pool.clone(), Options::default()).await;
+    let raw = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client");
+    let url = format!("http://{}/hardware/?wait=0", app.addr);
+    let first = raw.get(&url).send().await.expect("list");
+    assert_eq!(first.status(), 200);
+    let tag = first.headers()["etag"].to_str().expect("ascii").to_owned();
+    assert!(tag.starts_with('"') && tag.len() == 18, "{tag}");
+    assert_eq!(first.headers()["vary"], "accept-encoding");
+    let plain = first.bytes().await.expect("body");
+
+    let again = raw
+        .get(&url)
+        .header("if-none-match", &tag)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().expect("ascii"), tag);
+    assert!(again.bytes().await.expect("body").is_empty(), "no body");
+
+    let zipped = raw
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let compressed = zipped.bytes().await.expect("body");
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(compressed.as_ref()),
+        &mut unzipped,
+    )
+    .expect("gzip");
+    assert_eq!(unzipped, plain, "the same bytes, compressed");
+    let refused = raw
+        .get(&url)
+        .header("accept-encoding", "gzip;q=0, identity")
+        .send()
+        .await
+        .expect("list");
+    assert!(refused.headers().get("content-encoding").is_none());
+
+    sqlx::query("INSERT INTO hardware (provider, name) VALUES ('P', 'new')")
+        .execute(&pool)
+        .await
+        .expect("insert");
+    let mut changed = false;
+    for _ in 0..50 {
+        let answer = raw
+            .get(&url)
+            .header("if-none-match", &tag)
+            .send()
+            .await
+            .expect("list");
+        if answer.status() == 200 {
+            assert_ne!(answer.headers()["etag"].to_str().expect("ascii"), tag);
+            changed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(changed, "a change answers 200 with a new tag");
+}

@@ -163,12 +163,23 @@ pub async fn spawn_hardware(
     instance: &str,
     probe_delay: Duration,
 ) -> RunningHardware {
-    let argv = [
+    spawn_hardware_with(pool, instance, probe_delay, &[]).await
+}
+
+/// [`spawn_hardware`] with more flags.
+pub async fn spawn_hardware_with(
+    pool: MySqlPool,
+    instance: &str,
+    probe_delay: Duration,
+    extra: &[String],
+) -> RunningHardware {
+    let mut argv = vec![
         "hardware".to_owned(),
         "--listen=127.0.0.1:0".to_owned(),
         format!("--instance-id={instance}"),
         "--inventory-refresh=100ms".to_owned(),
     ];
+    argv.extend_from_slice(extra);
     let settings = hardware::config::Cli::try_parse_from(argv)
         .expect("valid hardware settings")
         .settings;

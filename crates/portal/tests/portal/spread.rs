@@ -42,7 +42,7 @@ async fn requests_spread_evenly_over_three_replicas_on_reused_connections(pool: 
     for i in 0..REQUESTS {
         let answer = portal
             .upstream
-            .get_json::<Vec<wire::Item>>("/hardware/?wait=0", &format!("spread-{i}"))
+            .get_json::<Vec<wire::Item>>("/hardware/?wait=0", None, &format!("spread-{i}"))
             .await
             .expect("hardware answers");
         *served.entry(answer.served_by).or_default() += 1;
@@ -83,7 +83,7 @@ async fn a_dead_replica_is_routed_around_without_failed_requests(pool: MySqlPool
     for i in 0..50 {
         let answer = portal
             .upstream
-            .get_json::<Vec<wire::Item>>("/hardware/?wait=0", &format!("dead-{i}"))
+            .get_json::<Vec<wire::Item>>("/hardware/?wait=0", None, &format!("dead-{i}"))
             .await
             .expect("every request succeeds: retried on the live replica");
         assert_eq!(answer.served_by, "hw-alive");
