@@ -90,16 +90,7 @@ async fn the_live_stream_sends_values_as_they_land(pool: MySqlPool) {
 
 /// The sum of a counter family's values on the portal's admin listener.
 async fn counter(admin: std::net::SocketAddr, name: &str, must_contain: &str) -> u64 {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("admin answers")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|line| line.starts_with(name) && line.contains(must_contain))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    crate::helpers::metric_sum(&format!("http://{admin}/metrics"), name, must_contain).await
 }
 
 /// With nothing changed, every refresh is a `304`: no item crosses the wire

@@ -217,3 +217,18 @@ where
     }
     false
 }
+
+/// The sum of the samples of metric `name` (lines starting with it and
+/// containing `must_contain`) at `metrics_url`.
+pub async fn metric_sum(metrics_url: &str, name: &str, must_contain: &str) -> u64 {
+    let text = reqwest::get(metrics_url)
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with(name) && line.contains(must_contain))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}

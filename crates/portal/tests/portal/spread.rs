@@ -6,17 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 async fn accepted_connections(metrics_url: &str) -> u64 {
-    let text = reqwest::get(metrics_url)
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find(|line| line.starts_with("hardware_http_connections_accepted_total"))
-        .and_then(|line| line.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
-        .expect("connection counter")
+    crate::helpers::metric_sum(metrics_url, "hardware_http_connections_accepted_total", "").await
 }
 
 #[sqlx::test(migrations = "../../sql")]
