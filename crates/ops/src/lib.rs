@@ -20,6 +20,34 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 
+/// Runs a binary's async `main` on a multi-threaded runtime and exits
+/// promptly when it returns.
+///
+/// `#[tokio::main]` drops its runtime by waiting for every blocking task,
+/// and a DNS lookup is one: when a dependency's container is removed first,
+/// Docker's resolver forwards its vanished name upstream, where (no internet
+/// here, or a slow resolver anywhere) the lookup hangs ~10 s. A service that
+/// had already drained was then killed by the container runtime's grace
+/// period (`docker compose down`: 12–14 s). Half a second is enough for any
+/// task that is really finishing.
+pub fn run(
+    main: impl std::future::Future<Output = std::process::ExitCode>,
+) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(main);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
+}
+
 /// The process exit for a thin `main`: 0 on success, otherwise the whole
 /// cause chain on one line of stderr (`<binary>: <error>: <cause>…`) and 1.
 pub fn exit(binary: &str, result: anyhow::Result<()>) -> std::process::ExitCode {

@@ -4,8 +4,11 @@ use clap::Parser;
 use portal::config::{Cli, Command};
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    ops::run(async_main())
+}
+
+async fn async_main() -> ExitCode {
     let cli = Cli::parse();
     ops::telemetry::init(cli.settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
