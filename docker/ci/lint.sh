@@ -7,7 +7,8 @@
 #   k8s/checkov-skips.txt), yamllint, and the semantic check of every rendered
 #   tree (k8s_semantic.py);
 # - kompose: the real kompose (built from the Go module proxy) converts the
-#   compose file, and its output is checked (kompose_check.py) and validated.
+#   compose file, and its output is checked (kompose_check.py) and validated;
+# - the image build context: no secret in it (tools/buildcontext).
 # Run it as `cargo xtask lint-deploy`, which installs the pinned Python tools
 # (crates/xtask/src/tasks/lint.rs) and passes their directory in LINT_BIN.
 set -euo pipefail
@@ -67,6 +68,26 @@ else
 fi
 step "kompose output checks" "$bin/python" docker/ci/kompose_check.py "$kompose_out"
 step "kubernetes-validate --strict kompose output" "$bin/kubernetes-validate" --strict --quiet "$kompose_out"/*.yaml
+
+# The image build context (what `COPY . .` receives) holds no secret: listed
+# by Docker's own .dockerignore matcher (tools/buildcontext), after a
+# self-test that the same check finds planted secrets when nothing ignores them.
+secret_files='(^|/)secrets/|\.(pem|key)$|(^|/)\.env$'
+context_clean() {
+  local listed
+  listed=$("${BUILDCONTEXT:?set by cargo xtask lint-deploy}" "$1") || return 1
+  echo "$(grep -c . <<< "$listed") files in the context of $1"
+  ! grep -E "$secret_files" <<< "$listed"
+}
+planted=$(mktemp -d)
+mkdir -p "$planted/k8s/base/secrets"
+touch "$planted/k8s/base/secrets/db-root-password" "$planted/.env" "$planted/tls.key" "$planted/Cargo.toml"
+planted_found() { ! context_clean "$planted"; }
+step "build context check finds planted secrets (nothing ignored)" planted_found
+cp .dockerignore "$planted/"
+step "build context check: this .dockerignore keeps the planted ones out" context_clean "$planted"
+rm -rf "$planted"
+step "the image build context holds no secret (k8s/base/secrets exists here)" context_clean .
 
 # Semantics no schema sees: namespaces, selectors that select, named ports,
 # secret files that are mounted, env names the binaries read.

@@ -1,6 +1,7 @@
 //! `cargo xtask lint-deploy`: static checks of the deployment files
-//! (docker/ci/lint.sh) with the pinned Python linters, the real kompose (built
-//! from tools/) and the settings our binaries read (for the k8s checks).
+//! (docker/ci/lint.sh) with the pinned Python linters, the real kompose and
+//! the build-context lister (both built from tools/) and the settings our
+//! binaries read (for the k8s checks).
 
 use crate::support::{Result, cargo, go_tool, run as run_command, scratch, venv, workspace_root};
 use std::process::Command;
@@ -18,6 +19,7 @@ const LINTERS: &[&str] = &[
 pub fn run() -> Result {
     let bin = venv("lint", LINTERS)?;
     let kompose = go_tool("kompose")?;
+    let buildcontext = go_tool("buildcontext")?;
     let env_names = scratch("lint")?.join("env-names");
     std::fs::write(&env_names, settings_env_names()?.join("\n"))
         .map_err(|err| format!("writing {}: {err}", env_names.display()))?;
@@ -26,7 +28,8 @@ pub fn run() -> Result {
             .arg(workspace_root().join("docker/ci/lint.sh"))
             .env("LINT_BIN", bin)
             .env("K8S_ENV_NAMES", env_names)
-            .env("KOMPOSE", kompose),
+            .env("KOMPOSE", kompose)
+            .env("BUILDCONTEXT", buildcontext),
     )
 }
 
