@@ -296,11 +296,11 @@ impl Catalog {
 
     /// Fetches once and installs the result (or records the failure).
     pub async fn refresh(&self, request_id: &str) -> Result<(), UpstreamError> {
-        let held = self.view().data.and_then(|data| data.etag.clone());
+        let sent = self.view().data.and_then(|data| data.etag.clone());
         let result = self
             .inner
             .upstream
-            .get_json::<Vec<Item>>(LIST_PATH, held.as_deref(), request_id)
+            .get_json::<Vec<Item>>(LIST_PATH, sent.as_deref(), request_id)
             .await;
         let mut view = self
             .inner
@@ -317,8 +317,10 @@ impl Catalog {
                     .fetches
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(items) = answer.body else {
-                    // 304: the version held is current; only the fetch is new.
-                    if let Some(held) = view.data.clone() {
+                    // 304: the version whose tag was sent is current; only the
+                    // fetch is new. Had another refresh installed other data
+                    // meanwhile, this answer says nothing about it: keep it.
+                    if let Some(held) = view.data.clone().filter(|held| held.etag == sent) {
                         view.data = Some(Arc::new(Data {
                             entries: Arc::clone(&held.entries),
                             fetched_at: Utc::now(),
