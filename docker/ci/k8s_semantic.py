@@ -119,9 +119,15 @@ def check_tree(name, objects, env_names):
         for spread in tspec.get("topologySpreadConstraints") or []:
             if not matches(spread.get("labelSelector"), labels):
                 bad(pod, f"topology spread selector {spread.get('labelSelector')} does not select the pod's own labels")
+            selector = spread.get("labelSelector") or {}
+            selected = set(selector.get("matchLabels") or {}) | {
+                e.get("key") for e in selector.get("matchExpressions") or []}
             for key in spread.get("matchLabelKeys") or []:
                 if key not in labels and key != "pod-template-hash":
                     bad(pod, f"matchLabelKeys names `{key}`, a label the pod does not carry")
+                if key in selected:
+                    # The API server refuses such a pod (seen on Kubernetes 1.34).
+                    bad(pod, f"matchLabelKeys and the labelSelector both name `{key}`")
         volumes = {v.get("name"): v for v in tspec.get("volumes") or []}
         for container in containers(template):
             cname = f"container `{container.get('name')}`"
@@ -185,6 +191,8 @@ spec:
     spec:
       topologySpreadConstraints:
         - {maxSkew: 1, topologyKey: h, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {part-of: x}}}
+        - {maxSkew: 1, topologyKey: z, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: web}},
+           matchLabelKeys: [app]}
       containers:
         - name: web
           image: hardware-portal/portal
@@ -198,6 +206,7 @@ def self_test():
     objects = [o for o in yaml.safe_load_all(BROKEN) if o]
     found = "\n".join(check_tree("self-test", objects, {"PORTAL_LISTEN"}))
     expected = ["no namespace", "does not exist", "targetPort `http`", "topology spread selector",
+                "both name `app`",
                 "env `NOT_A_SETTING`", "TOKEN_FILE=/run/s/token", "readinessProbe port `web`"]
     missing = [e for e in expected if e not in found]
     if missing:

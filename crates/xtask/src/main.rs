@@ -44,6 +44,9 @@ enum Task {
     /// The compose end-to-end proof under Docker (local stand-ins for images
     /// that cannot be pulled).
     E2e,
+    /// The Kubernetes proof: a real single-node cluster built from the Go
+    /// module proxy, overlays dev and prod applied and exercised, torn down.
+    Cluster(tasks::cluster::Args),
     /// Dependency checks: none unused (cargo-machete), one major of each of
     /// axum, hyper, http, tower, reqwest and sqlx.
     Deps,
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Task::Fuzz => tasks::fuzz::run(),
         Task::LintDeploy => tasks::lint::run(),
         Task::E2e => tasks::e2e::run(),
+        Task::Cluster(args) => tasks::cluster::run(&args),
         Task::Deps => tasks::deps::run(),
         Task::SqlxPrepare => tasks::sqlx_prepare::run(),
     };

@@ -12,9 +12,9 @@ use crate::catalog::Catalog;
 use crate::client::{ClientKey, Quota, TrustedProxies};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 pub use cache::{PageCache, RenderTurns};
 pub use error::PageError;
@@ -68,6 +68,23 @@ pub async fn identify(
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// Ready once it holds an inventory: before its first successful fetch every
+/// page would be a 503, so a load balancer must not send visitors here yet (a
+/// new pod of a rolling update would otherwise fail requests the old pods
+/// could serve). Once it has data it stays ready whatever hardware does: it
+/// serves the last-known-good data, flagged stale.
+async fn ready(axum::extract::State(state): axum::extract::State<WebState>) -> Response {
+    if state.catalog.view().data.is_some() {
+        "ready".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no inventory fetched from hardware yet\n",
+        )
+            .into_response()
+    }
+}
+
 /// The public router.
 pub fn router(
     state: WebState,
@@ -84,9 +101,7 @@ pub fn router(
         .route("/assets/app.js", get(assets::js))
         .route("/assets/favicon.svg", get(assets::favicon))
         .route("/healthz", get(|| async { "ok" }))
-        // Ready when it can serve: a portal with hardware down still serves
-        // last-known-good data or a friendly 503 page.
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(ready))
         .route_layer(axum::middleware::from_fn_with_state(
             http_metrics,
             ops::metrics::track,

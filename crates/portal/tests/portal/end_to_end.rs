@@ -223,3 +223,40 @@ async fn two_portals_and_three_replicas_converge_on_every_change(pool: MySqlPool
         portal.stop.cancel();
     }
 }
+
+async fn readyz(portal: &crate::helpers::RunningPortal) -> u16 {
+    reqwest::get(portal.url("/readyz"))
+        .await
+        .expect("portal answers")
+        .status()
+        .as_u16()
+}
+
+/// A load balancer sends visitors to a portal only once it can show them data,
+/// and keeps sending them when hardware goes away (last-known-good is served).
+#[sqlx::test(migrations = "../../sql")]
+async fn ready_only_once_it_holds_an_inventory_and_then_whatever_hardware_does(pool: MySqlPool) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let lonely = spawn_portal(&format!("http://{closed}"), &[]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(readyz(&lonely).await, 503, "no inventory, not ready");
+
+    let hardware = spawn_hardware(pool, "hw-ready", Duration::from_millis(50)).await;
+    let portal = spawn_portal(&hardware.url(), &[]).await;
+    let ready = eventually(Duration::from_secs(5), || async {
+        readyz(&portal).await == 200
+    })
+    .await;
+    assert!(ready, "ready once the first fetch succeeded");
+    hardware.kill().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        readyz(&portal).await,
+        200,
+        "still ready: it serves last-known-good"
+    );
+    let (status, _) = page(&portal.url("/")).await;
+    assert_eq!(status, 200);
+}

@@ -83,27 +83,88 @@ pub fn free_port() -> Result<u16> {
 /// and go.sum), built with the Go module proxy into `target/tools/<name>`;
 /// rebuilt only when the pins change. Returns the binary.
 pub fn go_tool(name: &str) -> Result<PathBuf> {
+    go_build(&GoBuild {
+        module: "tools",
+        stamp: name,
+        outputs: &[name],
+        args: &["-o", &format!("target/tools/{name}"), &format!("./{name}")],
+        static_binary: false,
+    })?;
+    Ok(workspace_root().join("target/tools").join(name))
+}
+
+/// One `go build` in a Go module of the repository (`module`, a folder with
+/// its own go.mod and go.sum), run in that folder; `args` follow `go build
+/// -trimpath` and write `outputs` into `target/tools/` (paths in `args` are
+/// relative to the workspace root). Rebuilt only when the module's pins, its
+/// own Go files or `args` changed since the build that wrote `stamp`.
+pub struct GoBuild<'a> {
+    pub module: &'a str,
+    pub stamp: &'a str,
+    pub outputs: &'a [&'a str],
+    pub args: &'a [&'a str],
+    /// CGO off: a binary that runs alone in an image of one file.
+    pub static_binary: bool,
+}
+
+pub fn go_build(build: &GoBuild) -> Result {
     let root = workspace_root();
-    let tools = root.join("tools");
-    let binary = root.join("target/tools").join(name);
-    let stamp = root.join("target/tools").join(format!("{name}.pins"));
-    let read = |file: &str| {
-        std::fs::read_to_string(tools.join(file))
-            .map_err(|err| format!("reading tools/{file}: {err}"))
-    };
-    let pins = read("go.mod")? + &read("go.sum")?;
-    if !binary.is_file() || std::fs::read_to_string(&stamp).ok().as_deref() != Some(pins.as_str()) {
-        eprintln!("xtask: building {name} from tools/ (Go module proxy)");
-        run(Command::new("go")
-            .args(["build", "-trimpath", "-o"])
-            .arg(&binary)
-            .arg(format!("./{name}"))
-            .current_dir(&tools))
-        .map_err(|err| format!("{err} (Go 1.24+ and the module proxy are needed)"))?;
-        std::fs::write(&stamp, pins)
-            .map_err(|err| format!("writing {}: {err}", stamp.display()))?;
+    let module = root.join(build.module);
+    let tools = root.join("target/tools");
+    let stamp = tools.join(format!("{}.pins", build.stamp));
+    let mut pins = String::new();
+    for file in ["go.mod", "go.sum"] {
+        pins += &std::fs::read_to_string(module.join(file))
+            .map_err(|err| format!("reading {}/{file}: {err}", build.module))?;
     }
-    Ok(binary)
+    // The module's own mains (one folder deep): a change there rebuilds too.
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(&module)
+        .map_err(|err| format!("reading {}: {err}", module.display()))?
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .flat_map(|dir| {
+            std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "go"))
+        .collect();
+    sources.sort();
+    for source in sources {
+        pins += &std::fs::read_to_string(&source)
+            .map_err(|err| format!("reading {}: {err}", source.display()))?;
+    }
+    pins += &build.args.join(" ");
+    let built = build.outputs.iter().all(|name| tools.join(name).is_file());
+    if built && std::fs::read_to_string(&stamp).ok().as_deref() == Some(pins.as_str()) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&tools)
+        .map_err(|err| format!("creating {}: {err}", tools.display()))?;
+    eprintln!(
+        "xtask: building {} from {} (Go module proxy)",
+        build.outputs.join(", "),
+        build.module
+    );
+    let args: Vec<String> = build
+        .args
+        .iter()
+        .map(|arg| match arg.strip_prefix("target/") {
+            Some(rest) => root.join("target").join(rest).display().to_string(),
+            None => (*arg).to_owned(),
+        })
+        .collect();
+    let mut cmd = Command::new("go");
+    cmd.args(["build", "-trimpath"])
+        .args(&args)
+        .current_dir(&module);
+    if build.static_binary {
+        cmd.env("CGO_ENABLED", "0");
+    }
+    run(&mut cmd).map_err(|err| format!("{err} (Go 1.24+ and the module proxy are needed)"))?;
+    std::fs::write(&stamp, pins).map_err(|err| format!("writing {}: {err}", stamp.display()))
 }
 
 /// A Python virtualenv `target/xtask/venv-<name>` holding exactly the pinned

@@ -14,6 +14,15 @@ fn is_root() -> bool {
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
+/// Ok when running as root, else why `what` needs it.
+pub fn root_for(what: &str) -> Result {
+    if is_root() {
+        Ok(())
+    } else {
+        Err(format!("{what} needs root"))
+    }
+}
+
 /// Finds an executable on PATH or in the sbin folders (where Debian puts servers).
 pub fn find(program: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();

@@ -1,6 +1,7 @@
 //! One module per `cargo xtask` task.
 
 pub mod bench;
+pub mod cluster;
 pub mod db;
 pub mod deps;
 pub mod drill;

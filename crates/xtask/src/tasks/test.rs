@@ -52,12 +52,23 @@ pub fn run(args: &Args) -> Result {
     super::drill::run(&super::drill::Args::default())?;
     // The compose proof: always in CI; elsewhere when a Docker engine answers.
     match provision::docker_usable() {
-        Ok(()) => super::e2e::run(),
-        Err(why) if in_ci() => Err(format!("CI=true and the compose e2e cannot run: {why}")),
+        Ok(()) => super::e2e::run()?,
+        Err(why) if in_ci() => {
+            return Err(format!("CI=true and the compose e2e cannot run: {why}"));
+        }
         Err(why) => {
             eprintln!(
                 "\nxtask: COMPOSE E2E NOT RUN: {why}.\n       Run `cargo xtask e2e` as root on Debian/Ubuntu (it installs docker.io and starts dockerd)."
             );
+            return Ok(());
+        }
+    }
+    // The Kubernetes proof needs root (a kubelet) and the Docker engine above.
+    match provision::root_for("the Kubernetes cluster") {
+        Ok(()) => super::cluster::run(&super::cluster::Args::default()),
+        Err(why) if in_ci() => Err(format!("CI=true and the cluster proof cannot run: {why}")),
+        Err(why) => {
+            eprintln!("\nxtask: KUBERNETES PROOF NOT RUN: {why}. Run `sudo cargo xtask cluster`.");
             Ok(())
         }
     }
