@@ -3,9 +3,9 @@
 //! Every load run is bounded in time (`--seconds`, default 5) and goes only to
 //! servers this command started on 127.0.0.1.
 
-use crate::support::http::{http_get, metric, wait_for_200};
+use crate::support::http::{http_get, http_get_with, metric, wait_for_200};
 use crate::support::mariadb::MariaDb;
-use crate::support::process::{Service, rss_mb};
+use crate::support::process::{Service, cpu_seconds, rss_mb};
 use crate::support::redis::Redis;
 use crate::support::services::{bin, seed, start_hardware, start_portal, use_bin_dir};
 use crate::support::wrk::{Load, wrk};
@@ -15,7 +15,9 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SIZES: [usize; 4] = [2, 200, 2_000, 10_000];
+const SIZES: [usize; 3] = [2, 10_000, 100_000];
+/// How long the services are watched doing nothing (no visitor) for their idle CPU.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
 const CONNECTIONS: [u32; 3] = [50, 200, 1000];
 const IMPORT_SIZES: [usize; 2] = [10_000, 100_000];
 
@@ -30,8 +32,42 @@ struct SizeResult {
     rss_idle: (f64, f64),
     rss_loaded: (f64, f64),
     probes: f64,
+    /// CPU used with no visitor, in % of one core: hardware, portal.
+    idle_cpu: (f64, f64),
+    /// The full list on the wire: plain, gzip, and `304` for a conditional
+    /// request with nothing changed (head and body bytes received).
+    list_bytes: (usize, usize, usize),
     portal: Vec<(u32, Load)>,
     hardware: Vec<(u32, Load)>,
+    /// The yardsticks of this row: bare servers answering as many bytes as
+    /// the page, and as the full list, at the same connection counts.
+    page_limit: Vec<(u32, Load)>,
+    list_limit: Vec<(u32, Load)>,
+}
+
+/// A bare server answering every `GET /` with `bytes` bytes, driven at every
+/// connection count of the table.
+fn yardstick(bytes: usize, seconds: u64) -> Result<Vec<(u32, Load)>> {
+    let port = free_port()?;
+    let baseline = Command::new(bin("baseline"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--bytes",
+            &bytes.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Service)
+        .map_err(|e| format!("baseline: {e}"))?;
+    wait_for_200(port, "/", Duration::from_secs(10))?;
+    let mut loads = Vec::new();
+    for c in CONNECTIONS {
+        loads.push((c, wrk(port, "/", c, seconds)?));
+    }
+    drop(baseline);
+    Ok(loads)
 }
 
 fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
@@ -60,17 +96,37 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     };
     let (cold_status, _, cold_ttfb, _) = http_get(portal_port, "/")?;
     let mut filled = None;
-    while launched.elapsed() < Duration::from_secs(60) {
+    while launched.elapsed() < Duration::from_secs(180) {
         let (_, body, ..) = http_get(hw_port, "/hardware/?wait=0")?;
         if !String::from_utf8_lossy(&body).contains("UNKNOWN") {
             filled = Some(launched.elapsed());
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Each look reads the whole list: less often the bigger it is (0.55 s at 100k).
+        std::thread::sleep(Duration::from_millis(50 + n as u64 / 200));
     }
     std::thread::sleep(Duration::from_millis(1500)); // let the portal catch the last values
     let (_, page, ..) = http_get(portal_port, "/")?;
     let rss_idle = (rss_mb(&hardware.0), rss_mb(&portal.0));
+    let cpu_before = (cpu_seconds(hardware.0.id()), cpu_seconds(portal.0.id()));
+    std::thread::sleep(IDLE_WINDOW);
+    let share = |before: f64, after: f64| (after - before) / IDLE_WINDOW.as_secs_f64() * 100.0;
+    let idle_cpu = (
+        share(cpu_before.0, cpu_seconds(hardware.0.id())),
+        share(cpu_before.1, cpu_seconds(portal.0.id())),
+    );
+    let plain = http_get_with(hw_port, "/hardware/?wait=0", &[])?;
+    let gzip = http_get_with(hw_port, "/hardware/?wait=0", &[("Accept-Encoding", "gzip")])?;
+    let tag = plain.header("etag").unwrap_or_default().to_owned();
+    let unchanged = http_get_with(hw_port, "/hardware/?wait=0", &[("If-None-Match", &tag)])?;
+    if unchanged.status != 304 {
+        return Err(format!(
+            "{n} items: a conditional list request with the current ETag answered {}, not 304",
+            unchanged.status
+        ));
+    }
+    let list_bytes = (plain.wire_bytes, gzip.wire_bytes, unchanged.wire_bytes);
+    let list_body = http_get(hw_port, "/hardware/")?.1.len();
     let mut portal_loads = Vec::new();
     let mut hardware_loads = Vec::new();
     for c in CONNECTIONS {
@@ -81,6 +137,8 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     let probes = metric(hw_port, "hardware_availability_probes_total", "ok");
     drop(portal);
     drop(hardware);
+    let page_limit = yardstick(page.len(), seconds)?;
+    let list_limit = yardstick(list_body, seconds)?;
     Ok(SizeResult {
         n,
         hardware_ready_ms: hardware_ready.as_secs_f64() * 1000.0,
@@ -92,8 +150,12 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
         rss_idle,
         rss_loaded,
         probes,
+        idle_cpu,
+        list_bytes,
         portal: portal_loads,
         hardware: hardware_loads,
+        page_limit,
+        list_limit,
     })
 }
 
@@ -220,36 +282,13 @@ pub fn run(args: &Args) -> Result {
         eprintln!("bench: {n} items");
         results.push(measure_size(&db, n, seconds)?);
     }
-    // The yardstick: a bare server answering a page the size of our dashboard.
-    let page_bytes = results.iter().map(|r| r.page_bytes).max().unwrap_or(20_000);
-    let base_port = free_port()?;
-    let baseline = Command::new(bin("baseline"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{base_port}"),
-            "--bytes",
-            &page_bytes.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(Service)
-        .map_err(|e| format!("baseline: {e}"))?;
-    wait_for_200(base_port, "/", Duration::from_secs(10))?;
-    let mut limits = Vec::new();
-    for c in CONNECTIONS {
-        limits.push((c, wrk(base_port, "/", c, seconds)?));
-    }
-    drop(baseline);
     eprintln!("bench: three replicas");
     let alone = measure_replicas(&db, false)?;
     let shared = measure_replicas(&db, true)?;
     eprintln!("bench: import");
     let imports = measure_import(&db)?;
     drop(db);
-    let report = render(
-        &results, &limits, page_bytes, alone, shared, &imports, seconds,
-    );
+    let report = render(&results, alone, shared, &imports, seconds);
     let path = workspace_root().join(&args.output);
     std::fs::write(&path, report).map_err(|e| e.to_string())?;
     eprintln!("bench: wrote {}", path.display());
@@ -323,15 +362,13 @@ fn measure_import(db: &MariaDb) -> Result<Vec<ImportFigure>> {
 
 fn render(
     results: &[SizeResult],
-    limits: &[(u32, Load)],
-    page_bytes: usize,
     alone: (f64, f64),
     shared: (f64, f64),
     imports: &[ImportFigure],
     seconds: u64,
 ) -> String {
-    let limit = |c: u32| {
-        limits
+    let limit = |loads: &[(u32, Load)], c: u32| {
+        loads
             .iter()
             .find(|(lc, _)| *lc == c)
             .map_or(0.0, |(_, l)| l.rps)
@@ -363,37 +400,35 @@ Load: `wrk -t2 -cC -dDs --latency`.\n"
     );
     let _ = writeln!(
         out,
-        "## The limit: a bare axum server with a fixed {page_bytes}-byte page\n"
+        "Every throughput row is set against its own yardstick, measured in the same run: a bare \
+axum server (`crates/baseline`) answering a fixed body of exactly as many bytes as that row's \
+response (the dashboard page, or the full list), at the same connection count.\n"
     );
-    let _ = writeln!(
-        out,
-        "| connections | req/s | p50 | p99 | max | errors |\n|---|---|---|---|---|---|"
-    );
-    for (c, l) in limits {
-        let _ = writeln!(
-            out,
-            "| {c} | {:.0} | {:.2} ms | {:.2} ms | {:.1} ms | {} |",
-            l.rps, l.p50_ms, l.p99_ms, l.max_ms, l.errors
-        );
-    }
     for (title, pick) in [
         ("Warm portal `/` (the dashboard)", 0usize),
-        ("Warm hardware `/hardware/` (the full JSON list)", 1),
+        ("Warm hardware `/hardware/` (the full JSON list, plain)", 1),
     ] {
-        let _ = writeln!(out, "\n## {title}\n");
+        let _ = writeln!(out, "## {title}\n");
         let _ = writeln!(
             out,
-            "| items | connections | req/s | of the limit | p50 | p99 | max | errors |\n|---|---|---|---|---|---|---|---|"
+            "| items | body bytes | connections | req/s | yardstick req/s | share | p50 | p99 | max | errors |\n|---|---|---|---|---|---|---|---|---|---|"
         );
         for r in results {
-            let loads = if pick == 0 { &r.portal } else { &r.hardware };
+            let (loads, limits, bytes) = if pick == 0 {
+                (&r.portal, &r.page_limit, r.page_bytes)
+            } else {
+                (&r.hardware, &r.list_limit, r.list_bytes.0)
+            };
             for (c, l) in loads {
+                let yard = limit(limits, *c);
                 let _ = writeln!(
                     out,
-                    "| {} | {c} | {:.0} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {} |",
+                    "| {} | {} | {c} | {:.0} | {:.0} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {} |",
                     r.n,
+                    bytes,
                     l.rps,
-                    pct(l.rps, limit(*c)),
+                    yard,
+                    pct(l.rps, yard),
                     l.p50_ms,
                     l.p99_ms,
                     l.max_ms,
@@ -401,6 +436,27 @@ Load: `wrk -t2 -cC -dDs --latency`.\n"
                 );
             }
         }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "## At rest: CPU with no visitor ({} s), the list on the wire\n",
+        IDLE_WINDOW.as_secs()
+    );
+    let _ = writeln!(
+        out,
+        "| items | hardware CPU | portal CPU (refreshing every 1 s) | `GET /hardware/` plain | with `Accept-Encoding: gzip` | conditional, nothing changed (`304`) |\n|---|---|---|---|---|---|"
+    );
+    for r in results {
+        let (plain, gzip, unchanged) = r.list_bytes;
+        let _ = writeln!(
+            out,
+            "| {} | {:.1} % of a core | {:.1} % of a core | {plain} B | {gzip} B ({:.1} × fewer) | {unchanged} B |",
+            r.n,
+            r.idle_cpu.0,
+            r.idle_cpu.1,
+            plain as f64 / gzip.max(1) as f64
+        );
     }
     let _ = writeln!(out, "\n## Cold start (empty cache, `PROBE_DELAY=5s`)\n");
     let _ = writeln!(
@@ -484,8 +540,8 @@ included, is what is left after wrk takes its part.\n\
 - `/` renders from the portal's in-memory catalog and reuses a rendered page for the same \
 view, data version and second; its cost hardly depends on the number of items.\n\
 - `/hardware/` returns every item (≈ 100 bytes each): from a few thousand items on it is bound \
-by the bytes it moves, and the limit row (an {page_bytes}-byte page) is not a fair yardstick \
-there. Clients that need less use `limit`/`offset` or the filters.\n\
+by the bytes it moves, as its yardstick is. Clients that need less use `limit`/`offset` or the \
+filters; the portal asks with `If-None-Match` and gets a `304` when nothing changed.\n\
 - RSS after load includes buffers kept by the allocator after 1000 concurrent connections."
     );
     out

@@ -22,6 +22,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result {
+    let started = std::time::Instant::now();
     provision::ensure_docker()?;
     provision::ensure_packages(&["containerd"], "containerd")?;
     provision::ensure_packages(&["runc"], "runc")?;
@@ -68,6 +69,10 @@ pub fn run(args: &Args) -> Result {
         return Ok(());
     }
     let down = run_command(Command::new("bash").arg(&cluster).arg("down"));
+    eprintln!(
+        "xtask: the cluster stage took {} s (builds, images, up, proof, down)",
+        started.elapsed().as_secs()
+    );
     proof.and(down)
 }
 
