@@ -5,7 +5,8 @@
 #
 # Needs KUBECONFIG (the cluster's admin), KUBECTL (default kubectl), the images of both
 # services loaded into the cluster as hardware-portal/{hardware,portal}:0.1.0 and :0.1.1 (the
-# rolling update's "new release"), mariadb:10.11, redis:7.4 and localhost/hp/probe:1.
+# rolling update's "new release", whose hardware has one more migration, 20991231000000),
+# mariadb:10.11, redis:7.4 and localhost/hp/probe:1.
 # Traffic goes only to the cluster's own addresses. Every loop is bounded.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -174,6 +175,18 @@ migrate_log=$(kn logs "$new_pod" -c migrate 2>&1 | tail -3)
 figure "a new pod's migrate init container: $migrate_log"
 check "prod: the new release's pods ran the migrations themselves (init container succeeded)" \
   [ "$(kn get pod "$new_pod" -o jsonpath='{.status.initContainerStatuses[0].state.terminated.exitCode}')" = 0 ]
+# 0.1.1's hardware has one migration 0.1.0 lacks (cargo xtask cluster builds it so).
+db_sql() { kn exec db-0 -c mariadb -- bash -c 'MYSQL_PWD=$(cat /run/secrets/db-root-password) mariadb -uroot -N -e "$0"' "$1"; }
+applied=$(db_sql "SELECT COUNT(*) FROM hardware._sqlx_migrations WHERE version = 20991231000000 AND success = 1")
+figure "the new release's own migration (20991231000000) applied: $applied"
+check "prod: the migration only the new release has was applied by its pods, no manual step" [ "$applied" = 1 ]
+check "prod: its table exists" db_sql "SELECT COUNT(*) FROM hardware.cluster_next_release"
+# A rollback: the old release's pods migrate against the newer database and serve again.
+started=$SECONDS
+kn rollout undo deployment/hardware > /dev/null
+check "prod: a rollback to 0.1.0 rolls out (its init container accepts the newer database)" \
+  kn rollout status deployment/hardware --timeout 150s > /dev/null
+figure "rollback done after $((SECONDS - started)) s"
 check "prod: no migrate Job exists to delete by hand" [ -z "$(kn get jobs -o name)" ]
 
 echo "== the database pod deleted: data survives"

@@ -21,8 +21,18 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{Executor, MySqlConnection, MySqlPool};
 use std::time::Duration;
 
-/// The migrations in `sql/`, embedded in the binary.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../../sql");
+/// The migrations in `sql/`, embedded in the binary. A database may already
+/// hold migrations this binary does not know: a newer release applied them
+/// (its pods migrate before serving, while this release's pods still serve,
+/// restart, or come back with a rollback). That is not an error: migrations
+/// are written to be compatible with the release before them (add, then use;
+/// stop using, then drop), which a rolling update needs anyway. A migration
+/// this binary knows whose file changed is still refused (checksum).
+pub static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("../../sql");
+    migrator.set_ignore_missing(true);
+    migrator
+});
 
 /// An inventory row.
 #[derive(Debug, Clone, PartialEq, Eq)]

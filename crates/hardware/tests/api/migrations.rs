@@ -1,4 +1,5 @@
-//! Migrations are safe to start from several replicas at once.
+//! Migrations are safe to start from several replicas at once, and from an
+//! older release against a database a newer one migrated.
 
 use sqlx::MySqlPool;
 use sqlx::mysql::MySqlPoolOptions;
@@ -39,5 +40,43 @@ async fn three_servers_migrating_an_empty_database_at_once_apply_the_schema_once
         hardware::db::migrations_applied(&mut pool.acquire().await.expect("connection"))
             .await
             .expect("query")
+    );
+}
+
+/// A rolling update's new pods migrate first; the old release's pods keep
+/// serving, restart, or come back with a rollback, and run `hardware migrate`
+/// again against a database that holds a migration they do not know.
+#[sqlx::test(migrations = false)]
+async fn an_older_release_migrates_and_is_ready_against_a_database_a_newer_one_migrated(
+    pool: MySqlPool,
+) {
+    hardware::db::migrate(&pool).await.expect("migrates");
+    // What the newer release left: one more applied migration.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99991231000000, 'from a newer release', 1, X'00', 1)",
+    )
+    .execute(&pool)
+    .await
+    .expect("a newer release's migration");
+    hardware::db::migrate(&pool)
+        .await
+        .expect("the older release still migrates (nothing to do)");
+    assert!(
+        hardware::db::migrations_applied(&mut pool.acquire().await.expect("connection"))
+            .await
+            .expect("query"),
+        "and is ready"
+    );
+    // A migration this release knows, changed after it was applied, is still refused.
+    sqlx::query(
+        "UPDATE _sqlx_migrations SET checksum = X'00' WHERE version < 99991231000000 LIMIT 1",
+    )
+    .execute(&pool)
+    .await
+    .expect("tamper");
+    assert!(
+        hardware::db::migrate(&pool).await.is_err(),
+        "a changed migration is refused"
     );
 }

@@ -8,7 +8,17 @@
 use crate::support::{
     GoBuild, Result, build_release, go_build, provision, run as run_command, workspace_root,
 };
+use std::path::PathBuf;
 use std::process::Command;
+
+/// The migration only the rolling update's new release has (see `build_next_hardware`).
+const NEXT_MIGRATION: (&str, &str) = (
+    "20991231000000_cluster_next_release.sql",
+    "-- Only in the cluster e2e's \"next release\" build (cargo xtask cluster): a\n\
+-- migration the running release does not have, applied by the new pods'\n\
+-- init container during a rolling update. Nothing uses the table.\n\
+CREATE TABLE cluster_next_release (id INT PRIMARY KEY);\n",
+);
 
 /// The Kubernetes release the cluster runs (the floor the README documents).
 const KUBERNETES: &str = "v1.34.1";
@@ -34,7 +44,8 @@ pub fn run(args: &Args) -> Result {
     let root = workspace_root();
     run_command(Command::new("bash").arg(root.join("docker/ci/standins.sh")))?;
     build_release(&["hardware", "portal"])?;
-    build_images()?;
+    let next = build_next_hardware()?;
+    build_images(&next)?;
 
     let cluster = root.join("tools/cluster/cluster.sh");
     let images = [
@@ -132,21 +143,65 @@ fn build_components() -> Result {
     })
 }
 
-/// Our two images from the release binaries on the stand-in runtime (as the
-/// compose e2e builds them), once as 0.1.0 and once as 0.1.1: the rolling
-/// update's new release is a different image under a new tag. The stand-ins
-/// get the names the manifests use.
-fn build_images() -> Result {
+/// The rolling update's new release of hardware: this tree plus one migration
+/// it does not have, built from a copy of the sources into its own target
+/// folder (kept between runs, so only what changed is rebuilt). Returns the
+/// binary.
+fn build_next_hardware() -> Result<PathBuf> {
     let root = workspace_root();
-    for binary in ["hardware", "portal"] {
-        std::fs::copy(
-            root.join("target/release").join(binary),
-            root.join("docker/prebuilt").join(binary),
-        )
-        .map_err(|err| format!("copying the {binary} release binary: {err}"))?;
-    }
-    for target in ["hardware", "portal"] {
-        for version in ["0.1.0", "0.1.1"] {
+    let next = root.join("target/cluster-next");
+    let src = next.join("src");
+    let _ = std::fs::remove_dir_all(&src);
+    std::fs::create_dir_all(&src).map_err(|err| format!("creating {}: {err}", src.display()))?;
+    // `cp -a` keeps modification times: cargo rebuilds only what changed.
+    run_command(
+        Command::new("cp")
+            .arg("-a")
+            .args([
+                "Cargo.toml",
+                "Cargo.lock",
+                ".cargo",
+                "crates",
+                "sql",
+                ".sqlx",
+            ])
+            .arg(&src)
+            .current_dir(&root),
+    )?;
+    let (name, sql) = NEXT_MIGRATION;
+    std::fs::write(src.join("sql").join(name), sql)
+        .map_err(|err| format!("writing the next release's migration: {err}"))?;
+    eprintln!("xtask: building the next release of hardware (one more migration)");
+    run_command(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--locked", "-p", "hardware"])
+            .env("CARGO_TARGET_DIR", next.join("target"))
+            .env("SQLX_OFFLINE", "true")
+            .current_dir(&src),
+    )?;
+    Ok(next.join("target/release/hardware"))
+}
+
+/// Our two images from the release binaries on the stand-in runtime (as the
+/// compose e2e builds them): 0.1.0 from this tree, and 0.1.1, the rolling
+/// update's new release (hardware with one more migration, `next`). The
+/// stand-ins get the names the manifests use.
+fn build_images(next: &std::path::Path) -> Result {
+    let root = workspace_root();
+    let prebuilt = |binary: &str, from: PathBuf| {
+        std::fs::copy(&from, root.join("docker/prebuilt").join(binary))
+            .map(drop)
+            .map_err(|err| format!("copying {}: {err}", from.display()))
+    };
+    for version in ["0.1.1", "0.1.0"] {
+        let hardware = if version == "0.1.1" {
+            next.to_path_buf()
+        } else {
+            root.join("target/release/hardware")
+        };
+        prebuilt("hardware", hardware)?;
+        prebuilt("portal", root.join("target/release/portal"))?;
+        for target in ["hardware", "portal"] {
             run_command(
                 Command::new("docker")
                     .args(["build", "-q", "-f", "docker/Dockerfile", "--target", target])
