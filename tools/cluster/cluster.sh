@@ -291,7 +291,14 @@ addons() {
 up() {
     [[ $(id -u) == 0 ]] || die "the cluster needs root (a kubelet manages mounts, cgroups and iptables)"
     [[ -x $KUBE ]] || die "no $KUBE: build it with cargo xtask cluster"
-    [[ ! -e $D/pids ]] || down
+    # `down` removes every KUBE-*/CNI-* chain and cni-* netns: on a machine that already runs
+    # Kubernetes (or another of these test clusters) it would break that one. Refuse instead,
+    # unless the chains are this cluster's own, left by a run that did not finish.
+    if [[ -e $D/pids ]]; then
+        down
+    elif iptables -S 2>/dev/null | grep -q '^-N KUBE-' || iptables -t nat -S 2>/dev/null | grep -q '^-N KUBE-'; then
+        die "this machine already runs a Kubernetes node (KUBE-* iptables chains exist); the test cluster would fight it"
+    fi
     rm -rf "$D"
     mkdir -p "$D/logs" "$D/pids"
     pki

@@ -283,9 +283,17 @@ async fn with_redis_silent_from_the_start_values_fill_alone_then_sharing_resumes
     // each item and the others adopt. Count one whole TTL window from the
     // middle of one round to the middle of the next.
     let calls = |id: u64| probes.iter().map(|p| p.calls(id)).sum::<usize>();
+    let alone = || {
+        registries
+            .iter()
+            .map(|registry| shared_outcome(registry, "unavailable"))
+            .sum::<u64>()
+    };
     tokio::time::sleep_until((started + ttl * 2 + ttl / 2).into()).await;
     let before: Vec<usize> = ids.iter().map(|&id| calls(id)).collect();
+    let alone_before = alone();
     tokio::time::sleep(ttl).await;
+    let alone_in_window = alone() - alone_before;
     let deltas: Vec<usize> = ids
         .iter()
         .zip(&before)
@@ -305,14 +313,29 @@ async fn with_redis_silent_from_the_start_values_fill_alone_then_sharing_resumes
         "drill: Redis back: {total} probes for {n} items in one TTL across 3 replicas ({:.2} per item)",
         total as f64 / n as f64
     );
+    println!("drill: Redis back: {alone_in_window} calls found the link down in that window");
+    // Every item probed in the window, and once — except where a replica found
+    // Redis too slow for its 200 ms call limit and probed alone (the designed
+    // fallback, counted as `unavailable`; seen once in 1,000 on a loaded CI
+    // machine). Sharing must have resumed: such fallbacks stay rare.
     assert!(
-        deltas.iter().all(|&d| d == 1),
-        "one probe per item per TTL in all; saw {:?}",
+        deltas.iter().all(|&d| d >= 1),
+        "every item probed once per TTL; missed: {}",
+        deltas.iter().filter(|&&d| d == 0).count()
+    );
+    let extra = total - ids.len();
+    assert!(
+        extra as u64 <= alone_in_window,
+        "{extra} items probed more than once, only {alone_in_window} calls fell back to probing alone; saw {:?}",
         deltas
             .iter()
             .filter(|&&d| d != 1)
             .take(10)
             .collect::<Vec<_>>()
+    );
+    assert!(
+        alone_in_window <= n / 100,
+        "sharing resumed: {alone_in_window} fallbacks to probing alone in one TTL for {n} items"
     );
 }
 
