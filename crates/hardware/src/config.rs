@@ -77,8 +77,11 @@ pub struct Settings {
     #[arg(long, env = "PROBE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub probe_timeout: Duration,
 
-    /// Most probes in flight at once, across all items.
-    #[arg(long, env = "PROBE_CONCURRENCY", default_value_t = 10_000)]
+    /// Most probes in flight at once, across all items. The default lets
+    /// 100,000 items get their first values within one probe's time (the
+    /// simulated probe is a timer: ~1 KB per probe in flight); lower it when
+    /// the probe calls something with limits of its own.
+    #[arg(long, env = "PROBE_CONCURRENCY", default_value_t = 100_000)]
     pub probe_concurrency: usize,
 
     /// How long a computed availability value is fresh; each item is probed once per TTL.

@@ -17,66 +17,25 @@
 use crate::upstream::{Upstream, UpstreamError};
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, watch};
-use wire::{Availability, Item};
+use wire::{Availability, Changes, Item};
 
-/// One item as the portal holds it.
+/// One item as the portal holds it (shared by every version that has it
+/// unchanged: applying a change copies pointers, not items).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub item: Item,
+    pub item: Arc<Item>,
 }
 
-/// What a set of items is, as a number: equal data, equal version, on every
-/// replica and across restarts. `Version::NONE` is "nothing seen".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Version(u64);
-
-impl Version {
-    pub const NONE: Version = Version(0);
-
-    /// FNV-1a over every field of every item, in order (stable across Rust
-    /// releases and processes, unlike `std`'s hasher).
-    pub fn of(items: &[Item]) -> Self {
-        let mut hash = wire::Fnv1a::default();
-        let mut feed = |bytes: &[u8]| hash.feed(bytes);
-        for item in items {
-            feed(&item.id.to_le_bytes());
-            feed(item.provider.as_bytes());
-            feed(&[0xff]);
-            feed(item.name.as_bytes());
-            feed(&[0xff]);
-            feed(item.availability.as_str().as_bytes());
-            let checked = item
-                .checked_at
-                .map_or(i64::MIN, |at| at.timestamp_nanos_opt().unwrap_or(i64::MAX));
-            feed(&checked.to_le_bytes());
-        }
-        // 0 means "nothing seen"; no data may have it.
-        Self(hash.finish().max(1))
-    }
-
-    /// Parses what [`fmt::Display`] writes; anything else is `None`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim();
-        (text.len() == 16)
-            .then(|| u64::from_str_radix(text, 16).ok())
-            .flatten()
-            .map(Self)
-    }
-}
-
-impl fmt::Display for Version {
-    /// 16 hex digits: a string in HTML, JSON and SSE ids, where a JavaScript
-    /// number would lose the low bits.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
+pub use wire::Version;
 
 /// One successful fetch.
 #[derive(Debug)]
@@ -89,9 +48,8 @@ pub struct Data {
     pub fetch: u64,
     /// The hardware replica that answered.
     pub served_by: String,
-    /// The hardware's `ETag` of this version: sent back as `If-None-Match`,
-    /// so an unchanged inventory costs a `304` and no body.
-    pub etag: Option<String>,
+    /// The wrapping sum of the entries' digests (`version` is made of it).
+    sum: u64,
     /// Live-update frames of this version, shared by fetches that found the same data.
     frames: Arc<Frames>,
 }
@@ -203,7 +161,7 @@ impl Data {
                     update_frame(
                         self.version,
                         &self.counts(),
-                        self.entries.iter().map(|e| &e.item),
+                        self.entries.iter().map(|e| &*e.item),
                     )
                 })
                 .clone(),
@@ -239,9 +197,62 @@ pub struct Signal {
     pub failing: bool,
 }
 
+/// What one refresh did, a label of `portal_catalog_syncs_total` (a fixed set).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct SyncLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug)]
+struct CatalogMetrics {
+    syncs: Family<SyncLabels, Counter>,
+    items: Counter,
+}
+
+/// Removed ids remembered, so that a replica that has not yet seen a removal
+/// cannot bring the item back (ids are never reused).
+const MAX_TOMBSTONES: usize = 65_536;
+
+/// What this portal remembers of each replica for the change feed.
+#[derive(Debug, Default)]
+struct Feed {
+    /// The `ETag` (a version) each replica last handed to this portal: what
+    /// to ask it `since`. Only replicas the resolver still knows are kept.
+    cursors: HashMap<SocketAddr, String>,
+    /// Replicas without the change feed (an older release): asked for the
+    /// list with their own last `ETag` instead.
+    without: HashSet<SocketAddr>,
+    tombstones: HashSet<u64>,
+    tombstone_order: VecDeque<u64>,
+}
+
+impl Feed {
+    fn bury(&mut self, id: u64) {
+        if self.tombstones.insert(id) {
+            self.tombstone_order.push_back(id);
+            while self.tombstone_order.len() > MAX_TOMBSTONES {
+                if let Some(old) = self.tombstone_order.pop_front() {
+                    self.tombstones.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// What a replica answered: its list (first contact, or it could not tell
+/// what changed) or what changed.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Reply {
+    List(Vec<Item>),
+    Changes(Changes),
+}
+
 #[derive(Debug)]
 struct Inner {
     upstream: Upstream,
+    feed: std::sync::Mutex<Feed>,
+    metrics: CatalogMetrics,
     view: RwLock<View>,
     changes: watch::Sender<Signal>,
     /// Held by the one visitor-triggered first fetch under way.
@@ -257,13 +268,31 @@ pub struct Catalog {
 
 /// The list request: everything, never waiting for values being computed.
 const LIST_PATH: &str = "/hardware/?wait=0";
+/// The change feed, followed by a version.
+const CHANGES_PATH: &str = "/hardware/changes?since=";
 
 impl Catalog {
-    pub fn new(upstream: Upstream) -> Self {
+    pub fn new(upstream: Upstream, registry: &mut Registry) -> Self {
         let (changes, _) = watch::channel(Signal::default());
+        let metrics = CatalogMetrics {
+            syncs: Family::default(),
+            items: Counter::default(),
+        };
+        registry.register(
+            "catalog_syncs",
+            "Refreshes by what crossed: unchanged (304), changes (the feed), list (the whole inventory)",
+            metrics.syncs.clone(),
+        );
+        registry.register(
+            "catalog_items_received",
+            "Items received from hardware (a list counts all of its items, a change its changed ones)",
+            metrics.items.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 upstream,
+                feed: std::sync::Mutex::new(Feed::default()),
+                metrics,
                 view: RwLock::new(View::default()),
                 changes,
                 first_fetch: Mutex::new(()),
@@ -294,77 +323,80 @@ impl Catalog {
         });
     }
 
+    fn feed(&self) -> std::sync::MutexGuard<'_, Feed> {
+        self.inner
+            .feed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Fetches once and installs the result (or records the failure).
+    ///
+    /// The replica picked (round-robin, as every call) is asked what changed
+    /// since the version it last handed to this portal; a replica met for
+    /// the first time, or one that cannot tell (`410`), is asked for its
+    /// list, conditionally on the version held (`304` when it holds the same
+    /// data). Changes are applied item by item: a value replaces the held
+    /// one unless it was measured earlier (replicas learn values at different
+    /// moments), and a removed id stays removed.
     pub async fn refresh(&self, request_id: &str) -> Result<(), UpstreamError> {
-        let sent = self.view().data.and_then(|data| data.etag.clone());
-        let result = self
-            .inner
-            .upstream
-            .get_json::<Vec<Item>>(LIST_PATH, sent.as_deref(), request_id)
-            .await;
-        let mut view = self
-            .inner
-            .view
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match result {
-            Ok(answer) => {
-                if let Some(since) = view.failing_since.take() {
-                    tracing::info!(%since, "hardware answers again; data is fresh");
-                }
-                let fetch = 1 + self
-                    .inner
-                    .fetches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(items) = answer.body else {
-                    // 304: the version whose tag was sent is current; only the
-                    // fetch is new. Had another refresh installed other data
-                    // meanwhile, this answer says nothing about it: keep it.
-                    if let Some(held) = view.data.clone().filter(|held| held.etag == sent) {
-                        view.data = Some(Arc::new(Data {
-                            entries: Arc::clone(&held.entries),
-                            fetched_at: Utc::now(),
-                            version: held.version,
-                            fetch,
-                            served_by: answer.served_by,
-                            etag: held.etag.clone(),
-                            frames: Arc::clone(&held.frames),
-                        }));
-                        drop(view);
-                        self.signal(Signal {
-                            version: held.version,
-                            failing: false,
-                        });
-                    }
-                    return Ok(());
-                };
-                let version = Version::of(&items);
-                let previous = view.data.clone();
-                let frames = match previous.as_deref() {
-                    Some(before) if before.version == version => Arc::clone(&before.frames),
-                    before => Arc::new(Frames {
-                        delta: before
-                            .map(|before| (before.version, delta_frame(before, &items, version))),
-                        snapshot: OnceLock::new(),
-                    }),
-                };
-                view.data = Some(Arc::new(Data {
-                    entries: Arc::new(items.into_iter().map(|item| Entry { item }).collect()),
-                    fetched_at: Utc::now(),
-                    version,
-                    fetch,
-                    served_by: answer.served_by,
-                    etag: answer.etag,
-                    frames,
-                }));
-                drop(view);
-                self.signal(Signal {
-                    version,
-                    failing: false,
-                });
-                Ok(())
+        let held = self.view().data;
+        let (cursors, without) = {
+            let known: HashSet<SocketAddr> = self.inner.upstream.known().into_iter().collect();
+            let mut feed = self.feed();
+            feed.cursors.retain(|addr, _| known.contains(addr));
+            feed.without.retain(|addr| known.contains(addr));
+            (feed.cursors.clone(), feed.without.clone())
+        };
+        let own_tag = held.as_ref().map(|data| data.version.etag());
+        let list = |addr: SocketAddr| -> (String, Option<String>) {
+            let tag = if without.contains(&addr) {
+                cursors.get(&addr).cloned()
+            } else {
+                own_tag.clone()
+            };
+            (LIST_PATH.to_owned(), tag)
+        };
+        let request = |addr: SocketAddr| match cursors.get(&addr).and_then(|t| Version::parse(t)) {
+            Some(since) if held.is_some() && !without.contains(&addr) => {
+                (format!("{CHANGES_PATH}{since}"), None)
             }
+            _ => list(addr),
+        };
+        let upstream = &self.inner.upstream;
+        let asked_list;
+        let result = match upstream.get_json_for::<Reply>(request, request_id).await {
+            Err(UpstreamError::Status { addr, status }) if status.is_client_error() => {
+                // 410: it cannot tell what changed; 400/404/405: an older
+                // release without the feed. Either way its list, at once.
+                {
+                    let mut feed = self.feed();
+                    feed.cursors.remove(&addr);
+                    if status != reqwest::StatusCode::GONE {
+                        feed.without.insert(addr);
+                    }
+                }
+                if status == reqwest::StatusCode::GONE {
+                    self.count("gone", 0);
+                }
+                asked_list = true;
+                let (path, tag) = list(addr);
+                upstream
+                    .get_json_from::<Reply>(addr, &path, tag.as_deref(), request_id)
+                    .await
+            }
+            other => {
+                asked_list = other
+                    .as_ref()
+                    .is_ok_and(|answer| matches!(answer.body, Some(Reply::List(_))))
+                    || held.is_none();
+                other
+            }
+        };
+        let answer = match result {
+            Ok(answer) => answer,
             Err(err) => {
+                let mut view = self.write_view();
                 if view.failing_since.is_none() {
                     tracing::warn!(error = %err, "cannot fetch from hardware; serving last-known-good data");
                     view.failing_since = Some(Utc::now());
@@ -376,9 +408,147 @@ impl Catalog {
                     version,
                     failing: true,
                 });
-                Err(err)
+                return Err(err);
             }
+        };
+        let fetch = 1 + self
+            .inner
+            .fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut view = self.write_view();
+        if let Some(since) = view.failing_since.take() {
+            tracing::info!(%since, "hardware answers again; data is fresh");
         }
+        let current = view.data.clone();
+        let next = match answer.body {
+            None => {
+                // 304: nothing changed at that replica since what it last
+                // handed out (a change request), or it holds exactly this
+                // portal's data (a list request): only the fetch is new.
+                self.count("unchanged", 0);
+                let Some(held) =
+                    current.filter(|c| held.as_ref().is_some_and(|h| h.version == c.version))
+                else {
+                    // Another refresh installed other data meanwhile: this
+                    // answer says nothing about it.
+                    return Ok(());
+                };
+                if asked_list && let Some(tag) = answer.etag.clone().or(own_tag) {
+                    self.feed().cursors.insert(answer.addr, tag);
+                }
+                Data {
+                    entries: Arc::clone(&held.entries),
+                    fetched_at: Utc::now(),
+                    version: held.version,
+                    fetch,
+                    served_by: answer.served_by,
+                    sum: held.sum,
+                    frames: Arc::clone(&held.frames),
+                }
+            }
+            Some(Reply::List(items)) => {
+                self.count("list", items.len());
+                let mut feed = self.feed();
+                if let Some(tag) = answer.etag.clone() {
+                    feed.cursors.insert(answer.addr, tag);
+                }
+                let entries: Vec<Entry> = items
+                    .into_iter()
+                    .filter(|item| !feed.tombstones.contains(&item.id))
+                    .map(|item| Entry {
+                        item: Arc::new(item),
+                    })
+                    .collect();
+                drop(feed);
+                let sum = entries
+                    .iter()
+                    .fold(0u64, |sum, e| sum.wrapping_add(e.item.digest()));
+                let version = Version::from_sum(sum);
+                let frames = match current.as_deref() {
+                    Some(before) if before.version == version => Arc::clone(&before.frames),
+                    before => Arc::new(Frames {
+                        delta: before
+                            .map(|before| (before.version, delta_frame(before, &entries, version))),
+                        snapshot: OnceLock::new(),
+                    }),
+                };
+                Data {
+                    entries: Arc::new(entries),
+                    fetched_at: Utc::now(),
+                    version,
+                    fetch,
+                    served_by: answer.served_by,
+                    sum,
+                    frames,
+                }
+            }
+            Some(Reply::Changes(changes)) => {
+                self.count("changes", changes.changed.len());
+                let Some(before) = current else {
+                    return Ok(());
+                };
+                let mut feed = self.feed();
+                feed.cursors.insert(
+                    answer.addr,
+                    Version::parse(&changes.version).map_or(changes.version.clone(), Version::etag),
+                );
+                for id in &changes.removed {
+                    feed.bury(*id);
+                }
+                let merged = apply(&before.entries, changes, &feed.tombstones);
+                drop(feed);
+                let sum = before
+                    .sum
+                    .wrapping_sub(merged.dropped)
+                    .wrapping_add(merged.added);
+                let version = Version::from_sum(sum);
+                let frames = if version == before.version {
+                    Arc::clone(&before.frames)
+                } else {
+                    let counts = count_levels(merged.entries.iter().map(|e| &*e.item));
+                    Arc::new(Frames {
+                        delta: Some((
+                            before.version,
+                            update_frame(version, &counts, merged.touched.iter().map(|i| &**i)),
+                        )),
+                        snapshot: OnceLock::new(),
+                    })
+                };
+                Data {
+                    entries: Arc::new(merged.entries),
+                    fetched_at: Utc::now(),
+                    version,
+                    fetch,
+                    served_by: answer.served_by,
+                    sum,
+                    frames,
+                }
+            }
+        };
+        let signal = Signal {
+            version: next.version,
+            failing: false,
+        };
+        view.data = Some(Arc::new(next));
+        drop(view);
+        self.signal(signal);
+        Ok(())
+    }
+
+    fn write_view(&self) -> std::sync::RwLockWriteGuard<'_, View> {
+        self.inner
+            .view
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn count(&self, kind: &'static str, items: usize) {
+        self.inner
+            .metrics
+            .syncs
+            .get_or_create(&SyncLabels { kind })
+            .inc();
+        self.inner.metrics.items.inc_by(items as u64);
     }
 
     /// For a visitor arriving before any data: one attempt at a time, shared
@@ -422,23 +592,100 @@ impl Catalog {
     }
 }
 
+/// How many items of each level.
+fn count_levels<'a>(items: impl Iterator<Item = &'a Item>) -> HashMap<Availability, usize> {
+    let mut counts = HashMap::new();
+    for item in items {
+        *counts.entry(item.availability).or_default() += 1;
+    }
+    counts
+}
+
 /// The frame with the items of `now` that are new or differ from `before`.
-fn delta_frame(before: &Data, now: &[Item], version: Version) -> Bytes {
+fn delta_frame(before: &Data, now: &[Entry], version: Version) -> Bytes {
     let old: HashMap<u64, &Item> = before
         .entries
         .iter()
-        .map(|e| (e.item.id, &e.item))
+        .map(|e| (e.item.id, &*e.item))
         .collect();
-    let mut counts = HashMap::new();
-    for item in now {
-        *counts.entry(item.availability).or_default() += 1;
-    }
-    let changed = now.iter().filter(|item| {
+    let counts = count_levels(now.iter().map(|e| &*e.item));
+    let changed = now.iter().map(|e| &*e.item).filter(|item| {
         old.get(&item.id).is_none_or(|old| {
             old.availability != item.availability || old.checked_at != item.checked_at
         })
     });
     update_frame(version, &counts, changed)
+}
+
+/// The held entries with a change applied.
+struct Merged {
+    entries: Vec<Entry>,
+    /// Items whose shown values now differ (for the live-update frame).
+    touched: Vec<Arc<Item>>,
+    /// Digests of the entries replaced or removed, and of those put in.
+    dropped: u64,
+    added: u64,
+}
+
+/// Applies `changes` to `held` (both in id order): a changed item replaces
+/// the held one, except that a value measured earlier than the held one does
+/// not replace it (the names still do); removed and buried ids go.
+fn apply(held: &[Entry], changes: Changes, tombstones: &HashSet<u64>) -> Merged {
+    let mut changed = changes.changed;
+    changed.sort_by_key(|item| item.id);
+    changed.dedup_by_key(|item| item.id);
+    let removed: HashSet<u64> = changes.removed.into_iter().collect();
+    let mut merged = Merged {
+        entries: Vec::with_capacity(held.len() + changed.len()),
+        touched: Vec::new(),
+        dropped: 0,
+        added: 0,
+    };
+    let mut incoming = changed
+        .into_iter()
+        .filter(|item| !tombstones.contains(&item.id))
+        .peekable();
+    let put = |merged: &mut Merged, item: Item, old: Option<&Entry>| {
+        let item = match old {
+            Some(old) => {
+                let mut item = item;
+                if item.checked_at < old.item.checked_at {
+                    item.availability = old.item.availability;
+                    item.checked_at = old.item.checked_at;
+                }
+                if item == *old.item {
+                    merged.entries.push(old.clone());
+                    return;
+                }
+                merged.dropped = merged.dropped.wrapping_add(old.item.digest());
+                item
+            }
+            None => item,
+        };
+        merged.added = merged.added.wrapping_add(item.digest());
+        let item = Arc::new(item);
+        merged.touched.push(Arc::clone(&item));
+        merged.entries.push(Entry { item });
+    };
+    for entry in held {
+        while let Some(new) = incoming.next_if(|new| new.id < entry.item.id) {
+            put(&mut merged, new, None);
+        }
+        if removed.contains(&entry.item.id) || tombstones.contains(&entry.item.id) {
+            merged.dropped = merged.dropped.wrapping_add(entry.item.digest());
+            // Skip any change of the same id too.
+            while incoming.next_if(|new| new.id == entry.item.id).is_some() {}
+            continue;
+        }
+        match incoming.next_if(|new| new.id == entry.item.id) {
+            Some(new) => put(&mut merged, new, Some(entry)),
+            None => merged.entries.push(entry.clone()),
+        }
+    }
+    for new in incoming {
+        put(&mut merged, new, None);
+    }
+    merged
 }
 
 #[cfg(test)]
@@ -455,15 +702,27 @@ mod tests {
         }
     }
 
+    fn entries(items: Vec<Item>) -> Vec<Entry> {
+        items
+            .into_iter()
+            .map(|item| Entry {
+                item: Arc::new(item),
+            })
+            .collect()
+    }
+
     fn data(items: Vec<Item>, before: Option<&Data>) -> Data {
         let version = Version::of(&items);
+        let entries = entries(items);
         Data {
             frames: Arc::new(Frames {
-                delta: before.map(|b| (b.version, delta_frame(b, &items, version))),
+                delta: before.map(|b| (b.version, delta_frame(b, &entries, version))),
                 snapshot: OnceLock::new(),
             }),
-            entries: Arc::new(items.into_iter().map(|item| Entry { item }).collect()),
-            etag: None,
+            sum: entries
+                .iter()
+                .fold(0, |sum: u64, e| sum.wrapping_add(e.item.digest())),
+            entries: Arc::new(entries),
             fetched_at: Utc::now(),
             version,
             fetch: 1,
@@ -479,6 +738,12 @@ mod tests {
             Version::of(&a.clone()),
             "same data, same version"
         );
+        let reversed: Vec<Item> = a.iter().rev().cloned().collect();
+        assert_eq!(
+            Version::of(&a),
+            Version::of(&reversed),
+            "a set: order aside"
+        );
         let mut b = a.clone();
         b[0].availability = Availability::High;
         assert_ne!(Version::of(&a), Version::of(&b));
@@ -489,8 +754,83 @@ mod tests {
         let shown = Version::of(&a).to_string();
         assert_eq!(shown.len(), 16);
         assert_eq!(Version::parse(&shown), Some(Version::of(&a)));
+        assert_eq!(
+            Version::parse(&Version::of(&a).etag()),
+            Some(Version::of(&a))
+        );
         assert_eq!(Version::parse("0"), None);
+        assert_eq!(Version::parse("0000000000000000"), None);
         assert_eq!(Version::parse("not a version!!!"), None);
+    }
+
+    fn at(seconds: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(1_700_000_000 + seconds, 0)
+    }
+
+    fn measured(id: u64, level: Availability, seconds: i64) -> Item {
+        Item {
+            checked_at: at(seconds),
+            ..item(id, level)
+        }
+    }
+
+    #[test]
+    fn a_change_is_applied_item_by_item_and_its_sum_is_the_new_version() {
+        let held = data(
+            vec![
+                measured(1, Availability::Low, 10),
+                measured(3, Availability::Low, 10),
+                measured(5, Availability::Low, 10),
+                measured(7, Availability::Low, 10),
+            ],
+            None,
+        );
+        let mut renamed = measured(7, Availability::Low, 10);
+        renamed.name = "renamed".into();
+        let changes = Changes {
+            since: "x".into(),
+            version: "y".into(),
+            changed: vec![
+                measured(4, Availability::High, 20),  // new
+                measured(3, Availability::High, 20),  // newer value
+                measured(1, Availability::Medium, 5), // older value: kept
+                measured(9, Availability::High, 20),  // buried: not back
+                renamed,                              // a new name
+            ],
+            removed: vec![5],
+        };
+        let tombstones: HashSet<u64> = [5, 9].into_iter().collect();
+        let merged = apply(&held.entries, changes, &tombstones);
+        let got: Vec<(u64, Availability, &str)> = merged
+            .entries
+            .iter()
+            .map(|e| (e.item.id, e.item.availability, e.item.name.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, Availability::Low, "n1"),
+                (3, Availability::High, "n3"),
+                (4, Availability::High, "n4"),
+                (7, Availability::Low, "renamed"),
+            ]
+        );
+        let items: Vec<Item> = merged.entries.iter().map(|e| (*e.item).clone()).collect();
+        let sum = held
+            .sum
+            .wrapping_sub(merged.dropped)
+            .wrapping_add(merged.added);
+        assert_eq!(
+            Version::from_sum(sum),
+            Version::of(&items),
+            "kept incrementally"
+        );
+        let touched: Vec<u64> = merged.touched.iter().map(|i| i.id).collect();
+        assert_eq!(touched, vec![3, 4, 7], "what live pages are sent");
+        assert!(
+            Arc::ptr_eq(&merged.entries[0].item, &held.entries[0].item),
+            "an unchanged item is shared, not copied"
+        );
     }
 
     #[test]
@@ -515,7 +855,9 @@ mod tests {
         let snapshot = second.frame_since(Version::NONE).expect("a snapshot");
         let snapshot = String::from_utf8_lossy(&snapshot);
         assert!(snapshot.contains("\"id\":1") && snapshot.contains("\"id\":2"));
-        let again = second.frame_since(Version(12345)).expect("a snapshot");
+        let again = second
+            .frame_since(Version::from_sum(12345))
+            .expect("a snapshot");
         assert!(
             std::ptr::eq(
                 again.as_ptr(),

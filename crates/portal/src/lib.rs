@@ -83,7 +83,7 @@ impl Application {
             },
             &mut registry,
         )?;
-        let catalog = Catalog::new(upstream.clone());
+        let catalog = Catalog::new(upstream.clone(), &mut registry);
         let http_metrics = ops::metrics::HttpMetrics::register(&mut registry);
         let edge_metrics = edge::register_metrics(&mut registry);
         let stream_metrics = web::events::register_metrics(&mut registry);

@@ -81,6 +81,8 @@ pub struct Answer<T> {
     pub body: Option<T>,
     /// The replica's `x-served-by`.
     pub served_by: String,
+    /// The replica's address.
+    pub addr: SocketAddr,
     /// The version's `ETag`, to send back as `If-None-Match` next time.
     pub etag: Option<String>,
 }
@@ -256,26 +258,57 @@ impl Upstream {
         if_none_match: Option<&str>,
         request_id: &str,
     ) -> Result<Answer<T>, UpstreamError> {
+        self.get_json_for(
+            |_| (path_and_query.to_owned(), if_none_match.map(str::to_owned)),
+            request_id,
+        )
+        .await
+    }
+
+    /// Like [`Upstream::get_json`], with the request made for the replica
+    /// picked: `request(addr)` gives the path and query and the
+    /// `If-None-Match` to send it. A `4xx` is about the request, so it is
+    /// not retried elsewhere.
+    pub async fn get_json_for<T: DeserializeOwned>(
+        &self,
+        request: impl Fn(SocketAddr) -> (String, Option<String>),
+        request_id: &str,
+    ) -> Result<Answer<T>, UpstreamError> {
         if self.replicas().is_empty() {
             self.resolve().await;
         }
         let first = self.pick(None).ok_or(UpstreamError::NoReplica)?;
+        let (path, tag) = request(first);
         match self
-            .get_from(first, path_and_query, if_none_match, request_id)
+            .get_from(first, &path, tag.as_deref(), request_id)
             .await
         {
             Ok(answer) => Ok(answer),
+            Err(err @ UpstreamError::Status { status, .. }) if status.is_client_error() => Err(err),
             Err(err) => {
                 tracing::debug!(error = %err, "retrying on another replica");
                 match self.pick(Some(first)) {
                     Some(second) => {
-                        self.get_from(second, path_and_query, if_none_match, request_id)
+                        let (path, tag) = request(second);
+                        self.get_from(second, &path, tag.as_deref(), request_id)
                             .await
                     }
                     None => Err(err),
                 }
             }
         }
+    }
+
+    /// `GET path_and_query` as JSON from the replica at `addr`, not retried.
+    pub async fn get_json_from<T: DeserializeOwned>(
+        &self,
+        addr: SocketAddr,
+        path_and_query: &str,
+        if_none_match: Option<&str>,
+        request_id: &str,
+    ) -> Result<Answer<T>, UpstreamError> {
+        self.get_from(addr, path_and_query, if_none_match, request_id)
+            .await
     }
 
     async fn get_from<T: DeserializeOwned>(
@@ -328,6 +361,7 @@ impl Upstream {
             Ok(Answer {
                 body,
                 served_by,
+                addr,
                 etag,
             })
         }

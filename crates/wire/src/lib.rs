@@ -271,6 +271,118 @@ impl Fnv1a {
     }
 }
 
+/// What a set of items is, as a number: the wrapping sum of every item's
+/// [`digest`]. Equal data has an equal version on every replica of either
+/// service and across restarts (no process counter is in it), and a change of
+/// one item moves it by that item's digests alone, so both services keep it
+/// up to date without looking at the other items. `Version::NONE` (0) is
+/// "nothing seen"; no set of items has it (the empty set is 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Version(u64);
+
+impl Version {
+    pub const NONE: Version = Version(0);
+
+    /// The version of a set whose digests sum to `sum`.
+    pub fn from_sum(sum: u64) -> Self {
+        Self(if sum == 0 { 1 } else { sum })
+    }
+
+    /// The version of `items`.
+    pub fn of<'a>(items: impl IntoIterator<Item = &'a Item>) -> Self {
+        Self::from_sum(
+            items
+                .into_iter()
+                .fold(0u64, |sum, item| sum.wrapping_add(item.digest())),
+        )
+    }
+
+    /// Parses what [`fmt::Display`] writes (16 hex digits), with or without
+    /// the quotes of an `ETag`; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let text = text.strip_prefix("W/").unwrap_or(text);
+        let text = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(text);
+        (text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u64::from_str_radix(text, 16).ok())
+            .flatten()
+            .filter(|&n| n != 0)
+            .map(Self)
+    }
+
+    /// The `ETag` of the data with this version.
+    pub fn etag(self) -> String {
+        format!("\"{self}\"")
+    }
+}
+
+impl std::fmt::Display for Version {
+    /// 16 hex digits: a string in HTML, JSON, SSE ids and `ETag`s, where a
+    /// JavaScript number would lose the low bits.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// One item's contribution to a [`Version`]: FNV-1a over every field, then
+/// mixed (so sums of similar items do not cancel out).
+pub fn digest(
+    id: u64,
+    provider: &str,
+    name: &str,
+    availability: Availability,
+    checked_at: Option<DateTime<Utc>>,
+) -> u64 {
+    let mut hash = Fnv1a::default();
+    hash.feed(&id.to_le_bytes());
+    hash.feed(provider.as_bytes());
+    hash.feed(&[0xff]);
+    hash.feed(name.as_bytes());
+    hash.feed(&[0xff]);
+    hash.feed(availability.as_str().as_bytes());
+    let checked = checked_at.map_or(i64::MIN, |at| at.timestamp_nanos_opt().unwrap_or(i64::MAX));
+    hash.feed(&checked.to_le_bytes());
+    // The finalizer of SplitMix64.
+    let mut z = hash.finish();
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Item {
+    /// This item's contribution to a [`Version`].
+    pub fn digest(&self) -> u64 {
+        digest(
+            self.id,
+            &self.provider,
+            &self.name,
+            self.availability,
+            self.checked_at,
+        )
+    }
+}
+
+/// `GET /hardware/changes?since=<version>`: what changed in the answering
+/// replica's inventory since it held `since`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Changes {
+    /// The version asked about.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{16}$"))]
+    pub since: String,
+    /// The replica's version now (also its list's `ETag`, unquoted).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9a-f]{16}$"))]
+    pub version: String,
+    /// Items added or changed since then, as they are now, in id order.
+    pub changed: Vec<Item>,
+    /// Ids of items removed since then, ascending.
+    pub removed: Vec<u64>,
+}
+
 /// The slice `offset`, `limit` (none: to the end) selects of `total` items,
 /// clamped to what exists.
 pub fn page(total: usize, offset: usize, limit: Option<usize>) -> std::ops::Range<usize> {

@@ -11,7 +11,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, PathItem};
 use utoipa::{Modify, OpenApi};
-use wire::{Availability, ImportRequest, ImportSummary, Item, ItemInput, Problem, Rejected};
+use wire::{
+    Availability, Changes, ImportRequest, ImportSummary, Item, ItemInput, Problem, Rejected,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +23,7 @@ use wire::{Availability, ImportRequest, ImportSummary, Item, ItemInput, Problem,
     ),
     paths(
         items::list,
+        items::changes,
         items::create,
         items::show,
         items::update,
@@ -34,6 +37,7 @@ use wire::{Availability, ImportRequest, ImportSummary, Item, ItemInput, Problem,
     components(schemas(
         Availability,
         Item,
+        Changes,
         ItemInput,
         ImportRequest,
         ImportSummary,
@@ -177,6 +181,14 @@ const NO_SUCH_ITEM: Problems = &[(404, "No such item")];
 problems!(
     /// The list's failures.
     ListProblems = &[(400, "A query value is malformed"), (503, "The inventory is not loaded yet")]
+);
+problems!(
+    /// The change feed's failures.
+    ChangesProblems = &[
+        (400, "`since` is missing or not 16 hex digits"),
+        (410, "This replica cannot tell what changed since that version: fetch the whole list"),
+        (503, "The inventory is not loaded yet"),
+    ]
 );
 problems!(
     /// Reading one item's failures.

@@ -3,19 +3,20 @@
 use super::AppState;
 use super::auth::Admin;
 use super::document::{
-    CreateProblems, DeleteProblems, ImportProblems, ListProblems, ShowProblems, UpdateProblems,
+    ChangesProblems, CreateProblems, DeleteProblems, ImportProblems, ListProblems, ShowProblems,
+    UpdateProblems,
 };
 use super::error::ApiError;
 use super::extract::{Body, Id, Params};
 use super::query::{ListQuery, RawListQuery};
 use super::select;
 use crate::db::Record;
-use crate::engine::Reading;
+use crate::engine::{Reading, Since};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use wire::{Availability, Item, ItemInput};
+use wire::{Availability, Changes, Item, ItemInput, Version};
 
 fn item(record: &Record, reading: Option<Reading>) -> Item {
     Item {
@@ -27,14 +28,14 @@ fn item(record: &Record, reading: Option<Reading>) -> Item {
     }
 }
 
-/// The JSON of the unfiltered list, reused while neither the inventory
-/// snapshot nor any availability value changed (a new value bumps the engine
-/// version), so it is exactly what serializing anew would produce.
+/// The JSON of the unfiltered list, reused while nothing it shows changed
+/// (the engine numbers every change), so it is exactly what serializing anew
+/// would produce.
 ///
-/// With it: its `ETag`, a digest of the bytes (so replicas holding the same
-/// data give the same tag, and a client that has them is answered `304` with
-/// no body), and its gzip form, made once per version for the first client
-/// that accepts it.
+/// With it: its `ETag`, the data's [`wire::Version`] (so replicas holding the
+/// same data give the same tag, and a client that has them is answered `304`
+/// with no body), and its gzip form, made once per version for the first
+/// client that accepts it.
 #[derive(Debug, Clone, Default)]
 pub struct FullListCache {
     inner: std::sync::Arc<std::sync::Mutex<Option<FullList>>>,
@@ -42,10 +43,8 @@ pub struct FullListCache {
 
 #[derive(Debug)]
 struct FullList {
-    /// Held, not just compared by address, so a freed snapshot's address
-    /// can never be mistaken for a new one's.
-    snapshot: std::sync::Arc<crate::inventory::Snapshot>,
-    engine_version: u64,
+    /// The engine's change this rendering shows.
+    change: u64,
     rendered: std::sync::Arc<Rendered>,
 }
 
@@ -54,16 +53,18 @@ struct FullList {
 pub(crate) struct Rendered {
     body: axum::body::Bytes,
     etag: HeaderValue,
+    count: usize,
     gzip: std::sync::OnceLock<axum::body::Bytes>,
 }
 
 impl Rendered {
-    fn new(body: Vec<u8>) -> Self {
-        let etag = HeaderValue::from_str(&format!("\"{:016x}\"", wire::Fnv1a::of(&body)))
+    fn new(body: Vec<u8>, version: Version, count: usize) -> Self {
+        let etag = HeaderValue::from_str(&version.etag())
             .unwrap_or_else(|_| HeaderValue::from_static("\"0\""));
         Self {
             body: axum::body::Bytes::from(body),
             etag,
+            count,
             gzip: std::sync::OnceLock::new(),
         }
     }
@@ -128,40 +129,139 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 impl FullListCache {
-    fn get_or_render(
-        &self,
-        snapshot: &std::sync::Arc<crate::inventory::Snapshot>,
-        state: &AppState,
-    ) -> Result<std::sync::Arc<Rendered>, ApiError> {
-        // Read the version before the values, so a value landing in between
-        // makes the next request render again rather than serve it stale.
-        let version = state.engine.version();
+    fn get_or_render(&self, state: &AppState) -> Result<std::sync::Arc<Rendered>, ApiError> {
+        let change = state.engine.change();
         let mut cached = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(list) = cached.as_ref()
-            && std::sync::Arc::ptr_eq(&list.snapshot, snapshot)
-            && list.engine_version == version
+            && list.change == change
         {
             return Ok(std::sync::Arc::clone(&list.rendered));
         }
-        let readings = state.engine.readings(snapshot.records.iter().map(|r| r.id));
-        let items: Vec<Item> = snapshot
-            .records
-            .iter()
-            .zip(readings)
-            .map(|(record, reading)| item(record, reading))
-            .collect();
+        // The items, their version and the change they were current at, read
+        // together: the tag always names exactly this body.
+        let (version, change, items) = state.engine.everything();
         let body = serde_json::to_vec(&items).map_err(|err| ApiError::Internal(err.into()))?;
-        let rendered = std::sync::Arc::new(Rendered::new(body));
+        let rendered = std::sync::Arc::new(Rendered::new(body, version, items.len()));
         *cached = Some(FullList {
-            snapshot: std::sync::Arc::clone(snapshot),
-            engine_version: version,
+            change,
             rendered: std::sync::Arc::clone(&rendered),
         });
         Ok(rendered)
     }
+}
+
+/// Bodies of the change feed smaller than this are sent as they are.
+const GZIP_FROM_BYTES: usize = 1_400;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ChangesQuery {
+    since: Option<String>,
+}
+
+impl utoipa::IntoParams for ChangesQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        vec![
+            ParameterBuilder::new()
+                .name("since")
+                .parameter_in(ParameterIn::Query)
+                .required(utoipa::openapi::Required::True)
+                .description(Some(
+                    "A version this replica handed out: a list's `ETag` (quotes optional) or a previous answer's `version`",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^\"?[0-9a-f]{16}\"?$")),
+                ))
+                .build(),
+        ]
+    }
+}
+
+/// `GET /hardware/changes?since=<version>`: what changed since then.
+#[utoipa::path(
+    get,
+    path = "/hardware/changes",
+    operation_id = "hardwareChanges",
+    summary = "What changed in the inventory since a version this replica handed out",
+    description = "The change feed: items added or changed (as they are now) and ids removed since `since`, with the version they make. A replica answers from what it remembers of its own versions; `410` means fetch the whole list (`GET /hardware/`, whose `ETag` is a version) and go on from there. Versions are the data's (a sum of per-item digests), equal on every replica holding the same data.",
+    params(ChangesQuery),
+    responses(
+        (status = 200, description = "What changed", body = Changes, headers(
+            ("etag" = String, description = "The version now"),
+            ("content-encoding" = String, description = "`gzip` when the request accepts it and the body is not tiny"),
+        )),
+        (status = 304, description = "`since` is the current version: nothing changed (no body)"),
+        ChangesProblems,
+    ),
+)]
+pub async fn changes(
+    State(state): State<AppState>,
+    request_headers: HeaderMap,
+    Params(raw): Params<ChangesQuery>,
+) -> Result<Response, ApiError> {
+    let since = raw
+        .since
+        .as_deref()
+        .and_then(Version::parse)
+        .ok_or_else(|| {
+            ApiError::BadRequest("since: a version is required: 16 hex digits, e.g. an ETag".into())
+        })?;
+    if state.inventory.snapshot().is_none() {
+        return Err(ApiError::Unavailable(
+            "the inventory is not loaded yet; try again shortly".into(),
+        ));
+    }
+    let (version, changed, removed) = match state.engine.changes_since(since) {
+        Since::Current => {
+            let mut headers = HeaderMap::new();
+            if let Ok(tag) = HeaderValue::from_str(&since.etag()) {
+                headers.insert(header::ETAG, tag);
+            }
+            return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+        }
+        Since::Unknown => {
+            return Err(ApiError::Gone(format!(
+                "this replica cannot tell what changed since {since}; fetch GET /hardware/ and go on from its ETag"
+            )));
+        }
+        Since::Changed {
+            version,
+            changed,
+            removed,
+        } => (version, changed, removed),
+    };
+    let answer = Changes {
+        since: since.to_string(),
+        version: version.to_string(),
+        changed,
+        removed,
+    };
+    let body = serde_json::to_vec(&answer).map_err(|err| ApiError::Internal(err.into()))?;
+    let mut headers = HeaderMap::new();
+    if let Ok(tag) = HeaderValue::from_str(&version.etag()) {
+        headers.insert(header::ETAG, tag);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if body.len() >= GZIP_FROM_BYTES && accepts_gzip(&request_headers) {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        let body = tokio::task::spawn_blocking(move || gzip(&body))
+            .await
+            .map_err(|err| ApiError::Internal(err.into()))?;
+        return Ok((headers, body).into_response());
+    }
+    Ok((headers, body).into_response())
 }
 
 /// `GET /hardware/`: every item (or a filtered page), in id order.
@@ -200,13 +300,13 @@ pub async fn list(
             let ids: Vec<u64> = snapshot.records.iter().map(|r| r.id).collect();
             state.engine.wait_for(&ids, wait).await;
         }
-        let rendered = state.full_list.get_or_render(&snapshot, &state)?;
+        let rendered = state.full_list.get_or_render(&state)?;
         let mut headers = HeaderMap::new();
         headers.insert(header::ETAG, rendered.etag.clone());
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         headers.insert(
             HeaderName::from_static(wire::TOTAL_COUNT),
-            HeaderValue::from(snapshot.records.len()),
+            HeaderValue::from(rendered.count),
         );
         if rendered.matches(&request_headers) {
             return Ok((StatusCode::NOT_MODIFIED, headers).into_response());

@@ -51,6 +51,7 @@ pub fn router(state: AppState, http_metrics: HttpMetrics, instance: &str) -> Rou
     let api = Router::new()
         .route("/hardware", get(items::list).post(items::create))
         .route("/hardware/", get(items::list).post(items::create))
+        .route("/hardware/changes", get(items::changes))
         .route(
             "/hardware/import",
             post(items::import).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),

@@ -33,12 +33,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use wire::Availability;
+use wire::{Availability, Item, Version};
 
 pub use probe::{Probe, ProbeError, SimulatedProbe, Target};
 pub use shared::{Loaded, RedisCache, SharedCache, SharedReading};
@@ -121,7 +121,38 @@ struct Slot {
     reading: Option<Reading>,
     /// When this slot is due, while queued; `None` while its probe is in flight.
     due: Option<Instant>,
+    /// The change (`State::seq`) that last altered what this item shows.
+    changed: u64,
 }
+
+impl Slot {
+    /// What this item adds to the version (see [`wire::Version`]).
+    fn digest(&self) -> u64 {
+        wire::digest(
+            self.target.id,
+            &self.target.provider,
+            &self.target.name,
+            self.reading.map_or(Availability::Unknown, |r| r.level),
+            self.reading.map(|r| r.checked_at),
+        )
+    }
+
+    fn item(&self) -> Item {
+        Item {
+            id: self.target.id,
+            provider: self.target.provider.clone(),
+            name: self.target.name.clone(),
+            availability: self.reading.map_or(Availability::Unknown, |r| r.level),
+            checked_at: self.reading.map(|r| r.checked_at),
+        }
+    }
+}
+
+/// Removals remembered for the change feed; a client further behind gets the
+/// whole list instead.
+const MAX_REMOVED: usize = 65_536;
+/// Versions remembered for the change feed (16 bytes each).
+const MAX_MARKS: usize = 4_096;
 
 #[derive(Debug, Default)]
 struct State {
@@ -132,6 +163,33 @@ struct State {
     /// Tracked slots that never got a value: when 0, nobody has to wait and
     /// `wait_for` answers without looking at every id.
     never_computed: usize,
+    /// Numbers every change of what the items show (one per `track` that
+    /// altered something, one per value that landed and differs).
+    seq: u64,
+    /// The wrapping sum of every slot's digest: the data's [`Version`].
+    sum: u64,
+    /// `(seq, id)` of removed items, oldest first, at most `MAX_REMOVED`.
+    removed: VecDeque<(u64, u64)>,
+    /// Removals at or before this change were forgotten.
+    forgotten: u64,
+    /// Versions this replica handed out, with the change they were current
+    /// at, oldest first, at most `MAX_MARKS`: the `since` it can answer.
+    marks: VecDeque<(Version, u64)>,
+}
+
+/// What [`Engine::changes_since`] found.
+#[derive(Debug)]
+pub enum Since {
+    /// `since` is the current version: nothing changed.
+    Current,
+    /// What changed: items as they are now (id order), removed ids (ascending).
+    Changed {
+        version: Version,
+        changed: Vec<Item>,
+        removed: Vec<u64>,
+    },
+    /// This replica never handed out `since`, or forgot what came after it.
+    Unknown,
 }
 
 impl State {
@@ -165,6 +223,32 @@ impl State {
 
     fn next_due(&self) -> Option<Instant> {
         self.queue.first().map(|&(due, _)| due)
+    }
+
+    fn version(&self) -> Version {
+        Version::from_sum(self.sum)
+    }
+
+    /// The current version, remembered as handed out at the current change.
+    fn mark(&mut self) -> Version {
+        let version = self.version();
+        let seq = self.seq;
+        if self.marks.back() != Some(&(version, seq)) {
+            self.marks.retain(|&(v, _)| v != version);
+            self.marks.push_back((version, seq));
+            while self.marks.len() > MAX_MARKS {
+                self.marks.pop_front();
+            }
+        }
+        version
+    }
+
+    fn forget_removed_beyond_bound(&mut self) {
+        while self.removed.len() > MAX_REMOVED {
+            if let Some((seq, _)) = self.removed.pop_front() {
+                self.forgotten = seq;
+            }
+        }
     }
 }
 
@@ -298,26 +382,34 @@ impl Engine {
         let mut added = false;
         {
             let mut state = self.state();
+            // Every alteration of this call is one change.
+            let seq = state.seq + 1;
+            let mut altered = false;
             let mut keep = HashMap::with_capacity(state.slots.len());
             for target in targets {
                 let id = target.id;
                 match state.slots.remove(&id) {
                     Some(mut slot) => {
                         if *slot.target != target {
+                            state.sum = state.sum.wrapping_sub(slot.digest());
                             slot.target = Arc::new(target);
+                            slot.changed = seq;
+                            state.sum = state.sum.wrapping_add(slot.digest());
+                            altered = true;
                         }
                         keep.insert(id, slot);
                     }
                     None => {
                         added = true;
-                        keep.insert(
-                            id,
-                            Slot {
-                                target: Arc::new(target),
-                                reading: None,
-                                due: None,
-                            },
-                        );
+                        altered = true;
+                        let slot = Slot {
+                            target: Arc::new(target),
+                            reading: None,
+                            due: None,
+                            changed: seq,
+                        };
+                        state.sum = state.sum.wrapping_add(slot.digest());
+                        keep.insert(id, slot);
                         state.queue.insert((now, id));
                         if let Some(slot) = keep.get_mut(&id) {
                             slot.due = Some(now);
@@ -326,15 +418,22 @@ impl Engine {
                 }
             }
             // Whatever is left was not in `targets`: drop it and its queue entry.
-            let gone: Vec<(u64, Option<Instant>)> = state
+            let gone: Vec<(u64, Option<Instant>, u64)> = state
                 .slots
                 .drain()
-                .map(|(id, slot)| (id, slot.due))
+                .map(|(id, slot)| (id, slot.due, slot.digest()))
                 .collect();
-            for (id, due) in gone {
+            for (id, due, digest) in gone {
                 if let Some(due) = due {
                     state.queue.remove(&(due, id));
                 }
+                state.sum = state.sum.wrapping_sub(digest);
+                state.removed.push_back((seq, id));
+                altered = true;
+            }
+            state.forget_removed_beyond_bound();
+            if altered {
+                state.seq = seq;
             }
             state.never_computed = keep.values().filter(|slot| slot.reading.is_none()).count();
             state.slots = keep;
@@ -359,6 +458,79 @@ impl Engine {
         ids.into_iter()
             .map(|id| state.slots.get(&id).and_then(|slot| slot.reading))
             .collect()
+    }
+
+    /// The number of the last change of what the items show: equal numbers,
+    /// equal items (for caches of this replica's renderings).
+    pub fn change(&self) -> u64 {
+        self.state().seq
+    }
+
+    /// Every tracked item in id order, with the version they make and the
+    /// change they were current at (remembered, so `since` it can be answered).
+    pub fn everything(&self) -> (Version, u64, Vec<Item>) {
+        let (version, seq, mut slots) = {
+            let mut state = self.state();
+            let version = state.mark();
+            let slots: Vec<(Arc<Target>, Option<Reading>)> = state
+                .slots
+                .values()
+                .map(|slot| (Arc::clone(&slot.target), slot.reading))
+                .collect();
+            (version, state.seq, slots)
+        };
+        // Sorted and copied outside the lock: probes keep landing meanwhile.
+        slots.sort_unstable_by_key(|(target, _)| target.id);
+        let items = slots
+            .into_iter()
+            .map(|(target, reading)| Item {
+                id: target.id,
+                provider: target.provider.clone(),
+                name: target.name.clone(),
+                availability: reading.map_or(Availability::Unknown, |r| r.level),
+                checked_at: reading.map(|r| r.checked_at),
+            })
+            .collect();
+        (version, seq, items)
+    }
+
+    /// What changed since this replica handed out `since`.
+    pub fn changes_since(&self, since: Version) -> Since {
+        let mut state = self.state();
+        if since == state.version() {
+            state.mark();
+            return Since::Current;
+        }
+        let Some(&(_, from)) = state.marks.iter().rev().find(|(v, _)| *v == since) else {
+            return Since::Unknown;
+        };
+        if from < state.forgotten {
+            return Since::Unknown;
+        }
+        let version = state.mark();
+        let mut changed: Vec<Item> = state
+            .slots
+            .values()
+            .filter(|slot| slot.changed > from)
+            .map(Slot::item)
+            .collect();
+        let mut removed: Vec<u64> = state
+            .removed
+            .iter()
+            .rev()
+            .take_while(|&&(seq, _)| seq > from)
+            .map(|&(_, id)| id)
+            .filter(|id| !state.slots.contains_key(id))
+            .collect();
+        drop(state);
+        changed.sort_unstable_by_key(|item| item.id);
+        removed.sort_unstable();
+        removed.dedup();
+        Since::Changed {
+            version,
+            changed,
+            removed,
+        }
     }
 
     /// Whether some tracked item has never had a value.
@@ -601,6 +773,7 @@ impl Engine {
                 return;
             };
             let first_value = slot.reading.is_none();
+            let before = (slot.reading, slot.digest());
             let (landed, next) = match outcome {
                 Outcome::Probed(Ok((level, checked_at))) => {
                     slot.reading = Some(Reading { level, checked_at });
@@ -632,6 +805,17 @@ impl Engine {
             };
             if landed && first_value {
                 state.never_computed -= 1;
+            }
+            if let Some(slot) = state.slots.get(&target.id)
+                && slot.reading != before.0
+            {
+                let digest = slot.digest();
+                let seq = state.seq + 1;
+                state.seq = seq;
+                state.sum = state.sum.wrapping_sub(before.1).wrapping_add(digest);
+                if let Some(slot) = state.slots.get_mut(&target.id) {
+                    slot.changed = seq;
+                }
             }
             state.enqueue(target.id, next);
             landed

@@ -216,7 +216,7 @@ async fn readiness_fails_until_migrations_are_applied(pool: MySqlPool) {
     assert_eq!(status, 200);
 }
 
-/// The full list carries an `ETag` (a digest of its bytes): asked again with
+/// The full list carries an `ETag` (the data's version): asked again with
 /// it, the answer is `304` with no body; a change gives a new tag. With
 /// `Accept-Encoding: gzip` the same bytes come compressed.
 #[sqlx::test(migrations = "../../sql")]
@@ -287,4 +287,64 @@ async fn the_full_list_is_conditional_and_compressible(pool: MySqlPool) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(changed, "a change answers 200 with a new tag");
+}
+
+/// The change feed: the list's `ETag` is a version; asked `since` it, the
+/// replica answers `304` while nothing changed, then exactly what changed
+/// (added, renamed, removed) with the version that makes, which is the next
+/// list's `ETag`. A version it never handed out is `410`; a malformed one `400`.
+#[sqlx::test(migrations = "../../sql")]
+async fn the_change_feed_answers_what_changed_since_a_version(pool: MySqlPool) {
+    let app = spawn_app(pool, Options::default()).await;
+    let list = app.get("/hardware/?wait=5").await;
+    let tag = list.headers()["etag"].to_str().expect("ascii").to_owned();
+    let items: Vec<wire::Item> = list.json().await.expect("items");
+    assert_eq!(
+        wire::Version::parse(&tag),
+        Some(wire::Version::of(&items)),
+        "the ETag is the data's version"
+    );
+    let since = tag.trim_matches('"').to_owned();
+    let unchanged = app.get(&format!("/hardware/changes?since={since}")).await;
+    assert_eq!(unchanged.status(), 304);
+    assert!(unchanged.bytes().await.expect("body").is_empty());
+
+    let created = app.create("Feed", "added").await;
+    assert_eq!(created.status(), 201);
+    let added: wire::Item = created.json().await.expect("item");
+    let renamed = items[0].id;
+    assert_eq!(app.update(renamed, "Feed", "renamed").await.status(), 200);
+    let removed = items[1].id;
+    assert_eq!(app.delete(removed).await.status(), 204);
+
+    let answer = app.get(&format!("/hardware/changes?since={since}")).await;
+    assert_eq!(answer.status(), 200);
+    let changes: wire::Changes = answer.json().await.expect("changes");
+    assert_eq!(changes.since, since);
+    let ids: Vec<u64> = changes.changed.iter().map(|item| item.id).collect();
+    assert!(ids.contains(&added.id) && ids.contains(&renamed), "{ids:?}");
+    assert!(!ids.contains(&removed));
+    assert_eq!(changes.removed, vec![removed]);
+    let now = app.get("/hardware/?wait=0").await;
+    let now_tag = now.headers()["etag"].to_str().expect("ascii").to_owned();
+    let now_items: Vec<wire::Item> = now.json().await.expect("items");
+    // The list may have moved on (a value landed) only by changes after the answer.
+    let again = app
+        .get(&format!("/hardware/changes?since={}", changes.version))
+        .await;
+    if again.status() == 304 {
+        assert_eq!(now_tag.trim_matches('"'), changes.version);
+        for item in &changes.changed {
+            assert!(now_items.contains(item), "as listed now: {item:?}");
+        }
+    } else {
+        assert_eq!(again.status(), 200, "its own version is known");
+    }
+
+    let unknown = app.get("/hardware/changes?since=0123456789abcdef").await;
+    let detail = assert_problem(unknown, 410).await;
+    assert!(detail.contains("GET /hardware/"), "{detail}");
+    for bad in ["", "?since=", "?since=xyz", "?since=0000000000000000"] {
+        assert_problem(app.get(&format!("/hardware/changes{bad}")).await, 400).await;
+    }
 }

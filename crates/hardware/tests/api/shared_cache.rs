@@ -253,7 +253,9 @@ async fn with_redis_silent_from_the_start_values_fill_alone_then_sharing_resumes
                     &proxied,
                     &prefix,
                     &format!("r{r}"),
-                    Duration::from_millis(200),
+                    // The tests' usual call limit: 200 ms made a loaded machine's
+                    // scheduling hiccups look like Redis faults (12 in 1,000 once).
+                    Duration::from_millis(500),
                 )),
                 EngineSettings {
                     ttl,
@@ -315,7 +317,7 @@ async fn with_redis_silent_from_the_start_values_fill_alone_then_sharing_resumes
     );
     println!("drill: Redis back: {alone_in_window} calls found the link down in that window");
     // Every item probed in the window, and once — except where a replica found
-    // Redis too slow for its 200 ms call limit and probed alone (the designed
+    // Redis too slow for its 500 ms call limit and probed alone (the designed
     // fallback, counted as `unavailable`; seen once in 1,000 on a loaded CI
     // machine). Sharing must have resumed: such fallbacks stay rare.
     assert!(

@@ -238,13 +238,13 @@ mod tests {
 
     fn entry(id: u64, provider: &str, name: &str, level: Availability) -> Entry {
         Entry {
-            item: Item {
+            item: std::sync::Arc::new(Item {
                 id,
                 provider: provider.into(),
                 name: name.into(),
                 availability: level,
                 checked_at: None,
-            },
+            }),
         }
     }
 

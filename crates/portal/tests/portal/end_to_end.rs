@@ -127,6 +127,14 @@ async fn an_unchanged_inventory_costs_no_items_and_a_change_shows_within_a_refre
     println!("{calls} refreshes in 2 s with nothing changed: {unchanged} answered 304");
     assert!(calls >= 5, "{calls}");
     assert_eq!(unchanged, calls, "every refresh was a 304 (no body)");
+    let received = || counter(portal.admin, "portal_catalog_items_received_total", "");
+    let before = received().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        received().await,
+        before,
+        "no item crossed with nothing changed"
+    );
 
     sqlx::query("INSERT INTO hardware (provider, name) VALUES ('P', 'arrives')")
         .execute(&pool)
@@ -153,14 +161,27 @@ async fn shown_version(portal: &crate::helpers::RunningPortal) -> String {
         .to_owned()
 }
 
-/// Three hardware replicas sharing Redis give the same bytes, so the same
-/// `ETag`, for the same data; two portals spreading over them converge on
-/// one version, and again after a change.
+/// Three hardware replicas sharing Redis hold the same data, so the same
+/// version (their lists' `ETag`); two portals spreading over them converge on
+/// that version, and again after each kind of change (an addition, a rename,
+/// a removal). After first contact with each replica, changes cross as
+/// changes: no further list is fetched, and a change costs a few items, not
+/// the inventory.
 #[sqlx::test(migrations = "../../sql")]
 async fn two_portals_and_three_replicas_converge_on_every_change(pool: MySqlPool) {
+    const ITEMS: usize = 500;
     let redis = std::env::var("TEST_REDIS_URL")
         .expect("TEST_REDIS_URL is not set: run the tests with `cargo xtask test`");
     let prefix = format!("converge-{}", std::process::id());
+    let values: Vec<String> = (0..ITEMS).map(|i| format!("('Bulk', 'b{i:04}')")).collect();
+    // Built from constants only.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO hardware (provider, name) VALUES {}",
+        values.join(",")
+    )))
+    .execute(&pool)
+    .await
+    .expect("insert");
     let mut replicas = Vec::new();
     for n in 0..3 {
         replicas.push(
@@ -171,6 +192,8 @@ async fn two_portals_and_three_replicas_converge_on_every_change(pool: MySqlPool
                 &[
                     format!("--redis-url={redis}"),
                     format!("--redis-key-prefix={prefix}"),
+                    // No re-probe within the test: the changes are ours.
+                    "--availability-ttl=10m".to_owned(),
                 ],
             )
             .await,
@@ -181,44 +204,106 @@ async fn two_portals_and_three_replicas_converge_on_every_change(pool: MySqlPool
         spawn_portal(&urls.join(","), &["--refresh-interval=200ms"]).await,
         spawn_portal(&urls.join(","), &["--refresh-interval=200ms"]).await,
     ];
+    let replica_versions = || async {
+        let mut tags = std::collections::BTreeSet::new();
+        for url in &urls {
+            let answer = reqwest::get(format!("{url}/hardware/?wait=0"))
+                .await
+                .expect("hardware answers");
+            let tag = answer.headers()["etag"].to_str().expect("ascii").to_owned();
+            tags.insert(tag.trim_matches('"').to_owned());
+        }
+        tags
+    };
     // Converged: for 1.5 s (a dozen refreshes, whichever replica answers
-    // each), both portals show one and the same version, with `wanted` and
-    // nothing pending. A replica with other bytes would make versions flip.
-    let converged = |wanted: &'static str| {
+    // each), both portals show one and the same version, which is every
+    // replica's, and `path` shows `wanted` (and not `gone`) with nothing
+    // pending. A portal that missed a change would show another version.
+    let converged = |path: &'static str, wanted: &'static str, gone: &'static str| {
         let portals = &portals;
+        let replica_versions = &replica_versions;
         async move {
             let seen = std::sync::Mutex::new(String::new());
             let seen = &seen;
-            let ok = eventually(Duration::from_secs(15), || async move {
+            let ok = eventually(Duration::from_secs(20), || async move {
                 let mut versions = std::collections::BTreeSet::new();
                 for _ in 0..10 {
                     for portal in portals {
-                        let (_, body) = page(&portal.url("/")).await;
-                        if !body.contains(wanted) || body.contains("badge-unknown") {
+                        let (_, body) = page(&portal.url(path)).await;
+                        let (_, first) = page(&portal.url("/")).await;
+                        if !body.contains(wanted)
+                            || (!gone.is_empty() && body.contains(gone))
+                            || first.contains("badge-unknown")
+                        {
                             return false;
                         }
                         versions.insert(shown_version(portal).await);
                     }
                     tokio::time::sleep(Duration::from_millis(150)).await;
                 }
-                *seen.lock().expect("lock") =
-                    versions.iter().cloned().collect::<Vec<_>>().join(",");
-                versions.len() == 1
+                let hardware = replica_versions().await;
+                *seen.lock().expect("lock") = format!(
+                    "portals {}, replicas {}",
+                    versions.iter().cloned().collect::<Vec<_>>().join(","),
+                    hardware.iter().cloned().collect::<Vec<_>>().join(",")
+                );
+                versions.len() == 1 && hardware == versions
             })
             .await;
             let seen = seen.lock().expect("lock").clone();
             (ok, seen)
         }
     };
-    let (ok, first) = converged(">c5<").await;
-    assert!(ok, "one version on both portals: {first}");
+    let (ok, first) = converged("/", ">c5<", "").await;
+    assert!(ok, "one version on both portals and every replica: {first}");
+    let received = || async {
+        let mut items = 0;
+        let mut lists = 0;
+        for portal in &portals {
+            items += counter(portal.admin, "portal_catalog_items_received_total", "").await;
+            lists += counter(portal.admin, "portal_catalog_syncs_total", "kind=\"list\"").await;
+        }
+        (items, lists)
+    };
+    let (items_before, lists_before) = received().await;
+    assert!(
+        lists_before <= 6,
+        "a list per replica per portal at most: {lists_before}"
+    );
+
     sqlx::query("INSERT INTO hardware (provider, name) VALUES ('P', 'converges')")
         .execute(&pool)
         .await
         .expect("insert");
-    let (ok, second) = converged(">converges<").await;
-    assert!(ok, "one version again after a change: {second}");
-    assert_ne!(first, second);
+    let (ok, added) = converged("/?q=converges", ">converges<", "").await;
+    assert!(ok, "one version again after an addition: {added}");
+    assert_ne!(first, added);
+    sqlx::query("UPDATE hardware SET name = 'renamed-item' WHERE name = 'converges'")
+        .execute(&pool)
+        .await
+        .expect("rename");
+    let (ok, renamed) = converged("/?q=renamed", ">renamed-item<", "").await;
+    assert!(ok, "one version again after a rename: {renamed}");
+    sqlx::query("DELETE FROM hardware WHERE name = 'b0001'")
+        .execute(&pool)
+        .await
+        .expect("delete");
+    let (ok, removed) = converged("/?q=b000", ">b0002<", ">b0001<").await;
+    assert!(ok, "one version again after a removal: {removed}");
+
+    let (items_after, lists_after) = received().await;
+    let items = items_after - items_before;
+    println!(
+        "three changes: {items} items received by two portals, {} lists",
+        lists_after - lists_before
+    );
+    assert_eq!(
+        lists_after, lists_before,
+        "no list fetched once each replica was met"
+    );
+    // Each change reaches each portal from each replica at most twice (the
+    // new item's name, then its first value): far below one list of 500.
+    assert!(items <= 3 * 2 * 3 * 2, "{items} items for three changes");
     for portal in &portals {
         portal.stop.cancel();
     }
