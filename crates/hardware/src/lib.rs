@@ -151,6 +151,16 @@ impl Application {
                 .clone()
                 .run(stop.clone().cancelled_owned()),
         );
+        tokio::spawn(ops::memory::trim_until(stop.clone().cancelled_owned()));
+        let full_list = self.state.full_list.clone();
+        tokio::spawn(ops::periodic::every(
+            api::FULL_LIST_KEPT / 3,
+            stop.clone().cancelled_owned(),
+            move || {
+                full_list.forget_unused(api::FULL_LIST_KEPT);
+                std::future::ready(())
+            },
+        ));
         // With MIGRATE_ON_START the inventory is polled once the schema
         // exists, not before (no "table doesn't exist" warnings on a first start).
         let state = self.state.clone();

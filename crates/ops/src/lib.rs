@@ -6,6 +6,7 @@
 //! - [`metrics`]: per-route request counters and latency histograms in Prometheus format.
 //! - [`shutdown`]: resolves on Ctrl-C or SIGTERM, for graceful drain.
 //! - [`periodic`]: the loop behind every background refresh.
+//! - [`memory`]: hands freed memory back to the system, so RSS is what is live.
 //! - [`healthcheck`]: the client behind `hardware healthcheck` / `portal healthcheck`, used by
 //!   exec-form container healthchecks in images that have no shell or curl.
 //! - [`instance`]: the name a process answers with in `x-served-by`.
@@ -14,6 +15,7 @@
 pub mod healthcheck;
 pub mod http;
 pub mod instance;
+pub mod memory;
 pub mod metrics;
 pub mod periodic;
 pub mod settings;

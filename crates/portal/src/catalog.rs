@@ -241,11 +241,33 @@ impl Feed {
 
 /// What a replica answered: its list (first contact, or it could not tell
 /// what changed) or what changed.
-#[derive(Debug, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum Reply {
     List(Vec<Item>),
     Changes(Changes),
+}
+
+impl<'de> serde::Deserialize<'de> for Reply {
+    /// An array is a list, an object a change: decided by the first token and
+    /// parsed in one pass (serde's `untagged` would first copy the whole
+    /// document into a tree of its own, megabytes at 100,000 items).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Reply;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of items or a change")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Reply, A::Error> {
+                serde::Deserialize::deserialize(SeqAccessDeserializer::new(seq)).map(Reply::List)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Reply, A::Error> {
+                serde::Deserialize::deserialize(MapAccessDeserializer::new(map)).map(Reply::Changes)
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
 }
 
 #[derive(Debug)]

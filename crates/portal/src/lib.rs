@@ -199,6 +199,7 @@ impl Application {
             self.settings.refresh_interval,
             stop.clone().cancelled_owned(),
         ));
+        tokio::spawn(ops::memory::trim_until(stop.clone().cancelled_owned()));
         tracing::info!(addr = %self.local_addr(), admin = %self.admin_addr(), "portal listening");
         let admin = axum::serve(self.admin, self.admin_router)
             .with_graceful_shutdown(stop.clone().cancelled_owned());

@@ -46,7 +46,13 @@ struct FullList {
     /// The engine's change this rendering shows.
     change: u64,
     rendered: std::sync::Arc<Rendered>,
+    /// When it was last asked for: an unused rendering (12 MB at 100,000
+    /// items; portals ask for changes, not lists) is dropped.
+    used: std::time::Instant,
 }
+
+/// How long a rendering nobody asks for is kept.
+pub const FULL_LIST_KEPT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One version of the full list, in every form it is sent in.
 #[derive(Debug)]
@@ -135,9 +141,10 @@ impl FullListCache {
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(list) = cached.as_ref()
+        if let Some(list) = cached.as_mut()
             && list.change == change
         {
+            list.used = std::time::Instant::now();
             return Ok(std::sync::Arc::clone(&list.rendered));
         }
         // The items, their version and the change they were current at, read
@@ -148,8 +155,24 @@ impl FullListCache {
         *cached = Some(FullList {
             change,
             rendered: std::sync::Arc::clone(&rendered),
+            used: std::time::Instant::now(),
         });
         Ok(rendered)
+    }
+
+    /// Drops the rendering if nobody asked for it for `kept`; true if it did.
+    pub fn forget_unused(&self, kept: std::time::Duration) -> bool {
+        let mut cached = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let unused = cached
+            .as_ref()
+            .is_some_and(|list| list.used.elapsed() >= kept);
+        if unused {
+            *cached = None;
+        }
+        unused
     }
 }
 

@@ -18,7 +18,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use error::ApiError;
-pub use items::FullListCache;
+pub use items::{FULL_LIST_KEPT, FullListCache};
 use ops::metrics::HttpMetrics;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
