@@ -37,19 +37,34 @@ impl Reply {
 
 /// One GET over a fresh connection with extra request headers (`("If-None-Match", tag)`).
 pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> Result<Reply> {
+    http_request(port, "GET", path, headers, b"")
+}
+
+/// One request over a fresh connection: `method`, extra headers, a body.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Reply> {
     let started = Instant::now();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (name, value) in headers {
         request += &format!("{name}: {value}\r\n");
     }
+    if !body.is_empty() {
+        request += &format!("Content-Length: {}\r\n", body.len());
+    }
     request += "\r\n";
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).map_err(|e| e.to_string())?;
     let mut first = [0u8; 1];
     stream.read_exact(&mut first).map_err(|e| e.to_string())?;
     let ttfb = started.elapsed();

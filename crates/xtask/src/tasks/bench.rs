@@ -3,13 +3,13 @@
 //! Every load run is bounded in time (`--seconds`, default 5) and goes only to
 //! servers this command started on 127.0.0.1.
 
-use crate::support::http::{http_get, http_get_with, metric, wait_for_200};
+use crate::support::http::{http_get, http_get_with, http_request, metric, wait_for_200};
 use crate::support::mariadb::MariaDb;
 use crate::support::process::{Service, cpu_seconds, rss_mb};
 use crate::support::redis::Redis;
 use crate::support::services::{bin, seed, start_hardware, start_portal, use_bin_dir};
 use crate::support::wrk::{Load, wrk};
-use crate::support::{Result, build_release, free_port, provision, workspace_root};
+use crate::support::{Result, build_release, free_port, provision, scratch, workspace_root};
 use std::fmt::Write as _;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -19,7 +19,14 @@ const SIZES: [usize; 3] = [2, 10_000, 100_000];
 /// How long the services are watched doing nothing (no visitor) for their idle CPU.
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 const CONNECTIONS: [u32; 3] = [50, 200, 1000];
+/// RSS "at rest" is read this long after launch: values filled, no visitor
+/// for the idle window, and hardware's full-list rendering (kept 30 s after
+/// its last use: the portal's first contact, the fill checks) dropped.
+const AT_REST: Duration = Duration::from_secs(50);
 const IMPORT_SIZES: [usize; 2] = [10_000, 100_000];
+
+/// The bench's own write token (loopback services it started, nothing else).
+const BENCH_TOKEN: &str = "bench-token-for-loopback-only";
 
 struct SizeResult {
     n: usize,
@@ -37,6 +44,13 @@ struct SizeResult {
     /// The full list on the wire: plain, gzip, and `304` for a conditional
     /// request with nothing changed (head and body bytes received).
     list_bytes: (usize, usize, usize),
+    /// The change feed with nothing changed (`304`), and with one item
+    /// renamed: bytes on the wire.
+    feed_bytes: (usize, usize),
+    /// One item renamed through the API: seconds until the portal's page
+    /// shows it, and items the portal received meanwhile.
+    change_shown_s: f64,
+    change_items: f64,
     portal: Vec<(u32, Load)>,
     hardware: Vec<(u32, Load)>,
     /// The yardsticks of this row: bare servers answering as many bytes as
@@ -74,7 +88,13 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     seed(db, n)?;
     let (hw_port, portal_port, admin_port) = (free_port()?, free_port()?, free_port()?);
     let launched = Instant::now();
-    let hardware = start_hardware(db, hw_port, &[])?;
+    let token = scratch("bench")?.join("admin-token");
+    std::fs::write(&token, BENCH_TOKEN).map_err(|e| format!("{}: {e}", token.display()))?;
+    let hardware = start_hardware(
+        db,
+        hw_port,
+        &[("ADMIN_TOKEN_FILE", token.display().to_string())],
+    )?;
     let hardware_ready = wait_for_200(hw_port, "/readyz", Duration::from_secs(30))?;
     let portal_launched = Instant::now();
     let portal = start_portal(
@@ -97,17 +117,20 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     let (cold_status, _, cold_ttfb, _) = http_get(portal_port, "/")?;
     let mut filled = None;
     while launched.elapsed() < Duration::from_secs(180) {
-        let (_, body, ..) = http_get(hw_port, "/hardware/?wait=0")?;
-        if !String::from_utf8_lossy(&body).contains("UNKNOWN") {
+        // A filtered page: its count, not the whole list, is read.
+        let unknown = http_get_with(
+            hw_port,
+            "/hardware/?wait=0&availability=unknown&limit=1",
+            &[],
+        )?;
+        if unknown.status == 200 && unknown.header("x-total-count") == Some("0") {
             filled = Some(launched.elapsed());
             break;
         }
-        // Each look reads the whole list: less often the bigger it is (0.55 s at 100k).
-        std::thread::sleep(Duration::from_millis(50 + n as u64 / 200));
+        std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(1500)); // let the portal catch the last values
     let (_, page, ..) = http_get(portal_port, "/")?;
-    let rss_idle = (rss_mb(&hardware.0), rss_mb(&portal.0));
     let cpu_before = (cpu_seconds(hardware.0.id()), cpu_seconds(portal.0.id()));
     std::thread::sleep(IDLE_WINDOW);
     let share = |before: f64, after: f64| (after - before) / IDLE_WINDOW.as_secs_f64() * 100.0;
@@ -115,6 +138,61 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
         share(cpu_before.0, cpu_seconds(hardware.0.id())),
         share(cpu_before.1, cpu_seconds(portal.0.id())),
     );
+    std::thread::sleep(AT_REST.saturating_sub(launched.elapsed()));
+    let rss_idle = (rss_mb(&hardware.0), rss_mb(&portal.0));
+    // The change feed: nothing changed, then one item renamed through the API.
+    let version = http_get_with(hw_port, "/hardware/?wait=0", &[("Accept-Encoding", "gzip")])?
+        .header("etag")
+        .map(|tag| tag.trim_matches('"').to_owned())
+        .unwrap_or_default();
+    let changes_path = format!("/hardware/changes?since={version}");
+    let feed_unchanged = http_get_with(hw_port, &changes_path, &[])?;
+    if feed_unchanged.status != 304 {
+        return Err(format!(
+            "{n} items: the change feed with nothing changed answered {}, not 304",
+            feed_unchanged.status
+        ));
+    }
+    let first_id = {
+        let (_, body, ..) = http_get(hw_port, "/hardware/?wait=0&limit=1")?;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        body.split("\"id\":")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|id| id.parse::<u64>().ok())
+            .ok_or_else(|| format!("{n} items: no first item in {body:.100}"))?
+    };
+    let received = || metric(admin_port, "portal_catalog_items_received_total", "");
+    let items_before = received();
+    let renamed = http_request(
+        hw_port,
+        "PUT",
+        &format!("/hardware/{first_id}"),
+        &[
+            ("Authorization", &format!("Bearer {BENCH_TOKEN}")),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"provider":"Amazon","name":"bench-renamed"}"#,
+    )?;
+    if renamed.status != 200 {
+        return Err(format!(
+            "{n} items: renaming an item answered {}",
+            renamed.status
+        ));
+    }
+    let renamed_at = Instant::now();
+    let mut change_shown_s = f64::NAN;
+    while renamed_at.elapsed() < Duration::from_secs(10) {
+        let (_, body, ..) = http_get(portal_port, "/?q=bench-renamed")?;
+        if String::from_utf8_lossy(&body).contains(">bench-renamed<") {
+            change_shown_s = renamed_at.elapsed().as_secs_f64();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let feed_changed = http_get_with(hw_port, &changes_path, &[])?;
+    std::thread::sleep(Duration::from_millis(1500)); // every refresh after it
+    let change_items = received() - items_before;
     let plain = http_get_with(hw_port, "/hardware/?wait=0", &[])?;
     let gzip = http_get_with(hw_port, "/hardware/?wait=0", &[("Accept-Encoding", "gzip")])?;
     let tag = plain.header("etag").unwrap_or_default().to_owned();
@@ -152,6 +230,9 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
         probes,
         idle_cpu,
         list_bytes,
+        feed_bytes: (feed_unchanged.wire_bytes, feed_changed.wire_bytes),
+        change_shown_s,
+        change_items,
         portal: portal_loads,
         hardware: hardware_loads,
         page_limit,
@@ -458,6 +539,21 @@ response (the dashboard page, or the full list), at the same connection count.\n
             plain as f64 / gzip.max(1) as f64
         );
     }
+    let _ = writeln!(
+        out,
+        "\n## Sync by change (the portal's refresh: `GET /hardware/changes?since=<version>`)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| items | a refresh with nothing changed (`304`) | one item renamed: the change on the wire | items the portal received for it | shown on the portal's page after (`REFRESH_INTERVAL` 1 s) |\n|---|---|---|---|---|"
+    );
+    for r in results {
+        let _ = writeln!(
+            out,
+            "| {} | {} B | {} B | {:.0} | {:.2} s |",
+            r.n, r.feed_bytes.0, r.feed_bytes.1, r.change_items, r.change_shown_s
+        );
+    }
     let _ = writeln!(out, "\n## Cold start (empty cache, `PROBE_DELAY=5s`)\n");
     let _ = writeln!(
         out,
@@ -481,13 +577,33 @@ response (the dashboard page, or the full list), at the same connection count.\n
     let _ = writeln!(out, "\n## Memory (RSS)\n");
     let _ = writeln!(
         out,
-        "| items | hardware idle | portal idle | hardware after load | portal after load |\n|---|---|---|---|---|"
+        "At rest: {} s after launch (values filled, no visitor for the idle window). Per item: the \
+difference from the 2-item row, divided by the items.\n",
+        AT_REST.as_secs()
     );
+    let _ = writeln!(
+        out,
+        "| items | hardware at rest | portal at rest | per item (hardware / portal) | hardware after load | portal after load |\n|---|---|---|---|---|---|"
+    );
+    let small = results.first().map_or((0.0, 0.0), |r| r.rss_idle);
     for r in results {
+        let per_item = |now: f64, base: f64| {
+            if r.n > 2 {
+                format!("{:.0} B", (now - base) * 1e6 / r.n as f64)
+            } else {
+                "—".to_owned()
+            }
+        };
         let _ = writeln!(
             out,
-            "| {} | {:.1} MB | {:.1} MB | {:.1} MB | {:.1} MB |",
-            r.n, r.rss_idle.0, r.rss_idle.1, r.rss_loaded.0, r.rss_loaded.1
+            "| {} | {:.1} MB | {:.1} MB | {} / {} | {:.1} MB | {:.1} MB |",
+            r.n,
+            r.rss_idle.0,
+            r.rss_idle.1,
+            per_item(r.rss_idle.0, small.0),
+            per_item(r.rss_idle.1, small.1),
+            r.rss_loaded.0,
+            r.rss_loaded.1
         );
     }
     let _ = writeln!(
