@@ -60,6 +60,19 @@ struct Frames {
     delta: Option<(Version, Bytes)>,
     /// Every item, built the first time a client needs it.
     snapshot: OnceLock<Bytes>,
+    /// What every page of this version shows around its rows, counted once.
+    summary: OnceLock<Summary>,
+}
+
+/// What a version's pages show besides their rows: counted once per version
+/// (a pass over every item), not once per render.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub counts: HashMap<Availability, usize>,
+    /// Every provider, in order, once.
+    pub providers: Vec<String>,
+    /// Items whose value was never computed.
+    pub pending: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,12 +147,22 @@ fn update_frame<'a>(
 }
 
 impl Data {
-    pub fn counts(&self) -> HashMap<Availability, usize> {
-        let mut counts = HashMap::new();
-        for entry in self.entries.iter() {
-            *counts.entry(entry.item.availability).or_default() += 1;
-        }
-        counts
+    /// Counts, providers and pending values of this version, computed by the
+    /// first page that needs them and shared by every fetch of the version.
+    pub fn summary(&self) -> &Summary {
+        self.frames.summary.get_or_init(|| {
+            let counts = count_levels(self.entries.iter().map(|e| &*e.item));
+            let providers: std::collections::BTreeSet<&str> = self
+                .entries
+                .iter()
+                .map(|e| e.item.provider.as_str())
+                .collect();
+            Summary {
+                pending: counts.get(&Availability::Unknown).copied().unwrap_or(0),
+                counts,
+                providers: providers.into_iter().map(str::to_owned).collect(),
+            }
+        })
     }
 
     /// The frame that brings a client at `seen` to this version: the shared
@@ -160,7 +183,7 @@ impl Data {
                 .get_or_init(|| {
                     update_frame(
                         self.version,
-                        &self.counts(),
+                        &self.summary().counts,
                         self.entries.iter().map(|e| &*e.item),
                     )
                 })
@@ -387,7 +410,7 @@ impl Catalog {
         };
         let upstream = &self.inner.upstream;
         let asked_list;
-        let result = match upstream.get_json_for::<Reply>(request, request_id).await {
+        let result = match upstream.get_json_for::<Reply>(&request, request_id).await {
             Err(UpstreamError::Status { addr, status }) if status.is_client_error() => {
                 // 410: it cannot tell what changed; 400/404/405: an older
                 // release without the feed. Either way its list, at once.
@@ -408,10 +431,11 @@ impl Catalog {
                     .await
             }
             other => {
+                // Whatever came back, what was asked of that replica decides
+                // what a `304` means.
                 asked_list = other
                     .as_ref()
-                    .is_ok_and(|answer| matches!(answer.body, Some(Reply::List(_))))
-                    || held.is_none();
+                    .is_ok_and(|answer| request(answer.addr).0.starts_with(LIST_PATH));
                 other
             }
         };
@@ -455,6 +479,8 @@ impl Catalog {
                     // answer says nothing about it.
                     return Ok(());
                 };
+                // A list asked with this portal's version: that replica holds
+                // exactly this data, and now has a cursor.
                 if asked_list && let Some(tag) = answer.etag.clone().or(own_tag) {
                     self.feed().cursors.insert(answer.addr, tag);
                 }
@@ -492,6 +518,7 @@ impl Catalog {
                         delta: before
                             .map(|before| (before.version, delta_frame(before, &entries, version))),
                         snapshot: OnceLock::new(),
+                        summary: OnceLock::new(),
                     }),
                 };
                 Data {
@@ -534,6 +561,7 @@ impl Catalog {
                             update_frame(version, &counts, merged.touched.iter().map(|i| &**i)),
                         )),
                         snapshot: OnceLock::new(),
+                        summary: OnceLock::new(),
                     })
                 };
                 Data {
@@ -740,6 +768,7 @@ mod tests {
             frames: Arc::new(Frames {
                 delta: before.map(|b| (b.version, delta_frame(b, &entries, version))),
                 snapshot: OnceLock::new(),
+                summary: OnceLock::new(),
             }),
             sum: entries
                 .iter()

@@ -12,7 +12,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
-use std::collections::BTreeSet;
 use wire::Availability;
 
 pub struct Row<'a> {
@@ -146,12 +145,18 @@ fn render(
     now: chrono::DateTime<Utc>,
 ) -> Result<String, PageError> {
     let rules = filters.rules();
-    let mut matching: Vec<&Entry> = data
-        .entries
-        .iter()
-        .filter(|e| rules.admits(&e.item))
-        .collect();
-    filters.sort(&mut matching);
+    let matching: Vec<&Entry> = if filters.is_everything_by_id() {
+        // The common view: the entries are in id order already.
+        data.entries.iter().collect()
+    } else {
+        let mut matching: Vec<&Entry> = data
+            .entries
+            .iter()
+            .filter(|e| rules.admits(&e.item))
+            .collect();
+        filters.sort(&mut matching);
+        matching
+    };
     let pages = matching.len().div_ceil(filters.per_page).max(1);
     let page = filters.page.min(pages);
     let start = (page - 1) * filters.per_page;
@@ -174,7 +179,8 @@ fn render(
         })
         .collect();
 
-    let counts_by_level = data.counts();
+    let summary = data.summary();
+    let counts_by_level = &summary.counts;
     let counts = Availability::ALL
         .into_iter()
         .map(|level| {
@@ -190,16 +196,12 @@ fn render(
             }
         })
         .collect();
-    let providers: BTreeSet<&str> = data
-        .entries
+    let providers = summary
+        .providers
         .iter()
-        .map(|e| e.item.provider.as_str())
-        .collect();
-    let providers = providers
-        .into_iter()
         .map(|provider| Choice {
             selected: provider.eq_ignore_ascii_case(&filters.provider),
-            value: provider.to_owned(),
+            value: provider.clone(),
             label: "",
         })
         .collect();
@@ -219,11 +221,7 @@ fn render(
             selected: filters.sort == *key,
         })
         .collect();
-    let pending = data
-        .entries
-        .iter()
-        .filter(|e| e.item.availability == Availability::Unknown)
-        .count();
+    let pending = summary.pending;
     let live_text = match pending {
         0 => String::new(),
         1 => "1 value is still being computed.".to_owned(),

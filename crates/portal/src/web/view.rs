@@ -136,6 +136,15 @@ impl Filters {
         wire::Filter::new(Some(&self.provider), Some(&self.q), self.level)
     }
 
+    /// No filter and ascending by id: every entry, in the order held.
+    pub fn is_everything_by_id(&self) -> bool {
+        self.provider.is_empty()
+            && self.q.is_empty()
+            && self.level.is_none()
+            && self.sort == SortKey::Id
+            && !self.descending
+    }
+
     /// Sorts `entries` in place; ties keep id order, so paging is stable.
     pub fn sort(&self, entries: &mut [&Entry]) {
         entries.sort_by(|a, b| {
@@ -271,6 +280,27 @@ mod tests {
         assert_eq!(badge_text(Availability::Unknown), "PENDING");
         assert_eq!(level_label(Availability::Unknown), "Pending");
         assert_eq!(badge_text(Availability::High), "HIGH");
+    }
+
+    #[test]
+    fn only_the_plain_view_takes_the_entries_as_held() {
+        let everything =
+            |pairs: &[(&str, &str)]| parse(pairs).expect("valid").is_everything_by_id();
+        assert!(everything(&[]));
+        assert!(everything(&[
+            ("page", "3"),
+            ("per_page", "100"),
+            ("sort", "id")
+        ]));
+        for pairs in [
+            &[("provider", "amazon")][..],
+            &[("level", "high")],
+            &[("q", "c5")],
+            &[("sort", "name")],
+            &[("order", "desc")],
+        ] {
+            assert!(!everything(pairs), "{pairs:?}");
+        }
     }
 
     #[test]
