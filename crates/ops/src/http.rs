@@ -75,12 +75,17 @@ pub async fn request_id(
     next.run(request).await
 }
 
-/// A new random (v4 UUID) request id, as a header value.
+/// A new random (v4 UUID) request id, as a header value. The bytes come from
+/// the thread's userspace generator (seeded from the system once): asking the
+/// kernel (`getrandom`) for each was one system call per request, as many as
+/// reading the request and writing the answer.
 fn new_request_id() -> Option<HeaderValue> {
-    use tower_http::request_id::MakeRequestId;
-    tower_http::request_id::MakeRequestUuid
-        .make_request_id(&Request::new(()))
-        .map(tower_http::request_id::RequestId::into_header_value)
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    HeaderValue::from_str(
+        id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    )
+    .ok()
 }
 
 /// Wraps `router` so that every request

@@ -325,7 +325,7 @@ impl Catalog {
         };
         registry.register(
             "catalog_syncs",
-            "Refreshes by what crossed: unchanged (304), changes (the feed), list (the whole inventory)",
+            "Refreshes by what crossed: unchanged (304), changes (the feed), list (the whole inventory); unknown: the replica did not know the version held (a list follows)",
             metrics.syncs.clone(),
         );
         registry.register(
@@ -379,7 +379,7 @@ impl Catalog {
     ///
     /// The replica picked (round-robin, as every call) is asked what changed
     /// since the version it last handed to this portal; a replica met for
-    /// the first time, or one that cannot tell (`410`), is asked for its
+    /// the first time, or one that cannot tell (`404`), is asked for its
     /// list, conditionally on the version held (`304` when it holds the same
     /// data). Changes are applied item by item: a value replaces the held
     /// one unless it was measured earlier (replicas learn values at different
@@ -412,17 +412,19 @@ impl Catalog {
         let asked_list;
         let result = match upstream.get_json_for::<Reply>(&request, request_id).await {
             Err(UpstreamError::Status { addr, status }) if status.is_client_error() => {
-                // 410: it cannot tell what changed; 400/404/405: an older
-                // release without the feed. Either way its list, at once.
+                // 404: it does not know the version (a restart, or too far
+                // behind); 400/405: an older release without the feed (it
+                // reads `changes` as an item id). Either way its list, at once.
+                let unknown = status == reqwest::StatusCode::NOT_FOUND;
                 {
                     let mut feed = self.feed();
                     feed.cursors.remove(&addr);
-                    if status != reqwest::StatusCode::GONE {
+                    if !unknown {
                         feed.without.insert(addr);
                     }
                 }
-                if status == reqwest::StatusCode::GONE {
-                    self.count("gone", 0);
+                if unknown {
+                    self.count("unknown", 0);
                 }
                 asked_list = true;
                 let (path, tag) = list(addr);

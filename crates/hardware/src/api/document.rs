@@ -186,7 +186,7 @@ problems!(
     /// The change feed's failures.
     ChangesProblems = &[
         (400, "`since` is missing or not 16 hex digits"),
-        (410, "This replica cannot tell what changed since that version: fetch the whole list"),
+        (404, "This replica does not know that version (never handed it out, or forgot what followed): fetch the whole list"),
         (503, "The inventory is not loaded yet"),
     ]
 );

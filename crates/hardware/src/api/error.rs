@@ -21,9 +21,6 @@ pub enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("method not allowed on this resource")]
     MethodNotAllowed,
-    /// 410: the change feed cannot answer from this version (fetch the list).
-    #[error("{0}")]
-    Gone(String),
     /// 409: (provider, name) is taken.
     #[error("{0}")]
     Conflict(String),
@@ -49,7 +46,6 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::Gone(_) => StatusCode::GONE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Rejected { status, .. } => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

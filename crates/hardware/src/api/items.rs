@@ -214,7 +214,7 @@ impl utoipa::IntoParams for ChangesQuery {
     path = "/hardware/changes",
     operation_id = "hardwareChanges",
     summary = "What changed in the inventory since a version this replica handed out",
-    description = "The change feed: items added or changed (as they are now) and ids removed since `since`, with the version they make. A replica answers from what it remembers of its own versions; `410` means fetch the whole list (`GET /hardware/`, whose `ETag` is a version) and go on from there. Versions are the data's (a sum of per-item digests), equal on every replica holding the same data.",
+    description = "The change feed: items added or changed (as they are now) and ids removed since `since`, with the version they make. A replica answers from what it remembers of its own versions; `404` means fetch the whole list (`GET /hardware/`, whose `ETag` is a version) and go on from there. Versions are the data's (a sum of per-item digests), equal on every replica holding the same data.",
     params(ChangesQuery),
     responses(
         (status = 200, description = "What changed", body = Changes, headers(
@@ -230,13 +230,15 @@ pub async fn changes(
     request_headers: HeaderMap,
     Params(raw): Params<ChangesQuery>,
 ) -> Result<Response, ApiError> {
-    let since = raw
-        .since
-        .as_deref()
-        .and_then(Version::parse)
-        .ok_or_else(|| {
-            ApiError::BadRequest("since: a version is required: 16 hex digits, e.g. an ETag".into())
-        })?;
+    let text = raw.since.as_deref().unwrap_or_default();
+    let digits = text.trim().trim_matches('"');
+    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(
+            "since: a version is required: 16 hex digits, e.g. an ETag".into(),
+        ));
+    }
+    // Well-formed; all zeros is "nothing seen", which no data has.
+    let since = Version::parse(digits).unwrap_or(Version::NONE);
     if state.inventory.snapshot().is_none() {
         return Err(ApiError::Unavailable(
             "the inventory is not loaded yet; try again shortly".into(),
@@ -251,8 +253,8 @@ pub async fn changes(
             return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
         }
         Since::Unknown => {
-            return Err(ApiError::Gone(format!(
-                "this replica cannot tell what changed since {since}; fetch GET /hardware/ and go on from its ETag"
+            return Err(ApiError::NotFound(format!(
+                "this replica does not know version {digits} (never handed it out, or forgot what followed); fetch GET /hardware/ and go on from its ETag"
             )));
         }
         Since::Changed {

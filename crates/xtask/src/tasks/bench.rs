@@ -657,8 +657,12 @@ included, is what is left after wrk takes its part.\n\
 view, data version and second; its cost hardly depends on the number of items.\n\
 - `/hardware/` returns every item (≈ 100 bytes each): from a few thousand items on it is bound \
 by the bytes it moves, as its yardstick is. Clients that need less use `limit`/`offset` or the \
-filters; the portal asks with `If-None-Match` and gets a `304` when nothing changed.\n\
-- RSS after load includes buffers kept by the allocator after 1000 concurrent connections."
+filters; the portal fetches it only on first contact with a replica and then asks the change \
+feed (`GET /hardware/changes?since=`): a `304` when nothing changed, the changed items otherwise.\n\
+- \"Shown on the portal's page after\" is from the API write's answer to the first page showing \
+the new name: at most one `REFRESH_INTERVAL` plus a page render, whatever the inventory's size.\n\
+- RSS after load includes buffers kept by the allocator after 1000 concurrent connections; both \
+services hand freed memory back every few seconds when RSS grew (see RSS at rest)."
     );
     out
 }
