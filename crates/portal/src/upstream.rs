@@ -280,7 +280,7 @@ impl Upstream {
         let first = self.pick(None).ok_or(UpstreamError::NoReplica)?;
         let (path, tag) = request(first);
         match self
-            .get_from(first, &path, tag.as_deref(), request_id)
+            .get_json_from(first, &path, tag.as_deref(), request_id)
             .await
         {
             Ok(answer) => Ok(answer),
@@ -290,7 +290,7 @@ impl Upstream {
                 match self.pick(Some(first)) {
                     Some(second) => {
                         let (path, tag) = request(second);
-                        self.get_from(second, &path, tag.as_deref(), request_id)
+                        self.get_json_from(second, &path, tag.as_deref(), request_id)
                             .await
                     }
                     None => Err(err),
@@ -301,17 +301,6 @@ impl Upstream {
 
     /// `GET path_and_query` as JSON from the replica at `addr`, not retried.
     pub async fn get_json_from<T: DeserializeOwned>(
-        &self,
-        addr: SocketAddr,
-        path_and_query: &str,
-        if_none_match: Option<&str>,
-        request_id: &str,
-    ) -> Result<Answer<T>, UpstreamError> {
-        self.get_from(addr, path_and_query, if_none_match, request_id)
-            .await
-    }
-
-    async fn get_from<T: DeserializeOwned>(
         &self,
         addr: SocketAddr,
         path_and_query: &str,

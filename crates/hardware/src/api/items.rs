@@ -301,7 +301,7 @@ pub async fn changes(
         (status = 200, description = "The items", body = [Item], headers(
             ("x-total-count" = u64, description = "Items matching the filters"),
             ("link" = String, description = "`rel=\"next\"` when a further page exists"),
-            ("etag" = String, description = "Unfiltered list only: a digest of the body; send it as `If-None-Match`"),
+            ("etag" = String, description = "Unfiltered list only: the data's version (equal on every replica with the same data); send it as `If-None-Match`, or as `since` to `/hardware/changes`"),
             ("content-encoding" = String, description = "Unfiltered list only: `gzip` when the request accepts it"),
         )),
         (status = 304, description = "Unfiltered list only: `If-None-Match` named the current `ETag` (no body)"),
