@@ -463,19 +463,22 @@ impl Catalog {
             .inner
             .fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut view = self.write_view();
-        if let Some(since) = view.failing_since.take() {
+        // The new data is made without holding the view's lock (at 100,000
+        // items a merge or a list takes milliseconds pages need not wait);
+        // it is installed only on the data it was made from.
+        if let Some(since) = self.write_view().failing_since.take() {
             tracing::info!(%since, "hardware answers again; data is fresh");
         }
-        let current = view.data.clone();
+        let current = self.view().data;
         let next = match answer.body {
             None => {
                 // 304: nothing changed at that replica since what it last
                 // handed out (a change request), or it holds exactly this
                 // portal's data (a list request): only the fetch is new.
                 self.count("unchanged", 0);
-                let Some(held) =
-                    current.filter(|c| held.as_ref().is_some_and(|h| h.version == c.version))
+                let Some(held) = current
+                    .clone()
+                    .filter(|c| held.as_ref().is_some_and(|h| h.version == c.version))
                 else {
                     // Another refresh installed other data meanwhile: this
                     // answer says nothing about it.
@@ -535,7 +538,7 @@ impl Catalog {
             }
             Some(Reply::Changes(changes)) => {
                 self.count("changes", changes.changed.len());
-                let Some(before) = current else {
+                let Some(before) = current.clone() else {
                     return Ok(());
                 };
                 let mut feed = self.feed();
@@ -577,10 +580,23 @@ impl Catalog {
                 }
             }
         };
+        // What pages of the new version show around their rows, counted
+        // here rather than by the first page render that needs it.
+        next.summary();
         let signal = Signal {
             version: next.version,
             failing: false,
         };
+        let mut view = self.write_view();
+        let base = view.data.as_ref().map(Arc::as_ptr);
+        if base != current.as_ref().map(Arc::as_ptr) {
+            // Another refresh installed data meanwhile (only the first
+            // visitors' fetch runs beside the loop): keep that one, and meet
+            // this replica anew next time (what it just sent was not applied).
+            drop(view);
+            self.feed().cursors.remove(&answer.addr);
+            return Ok(());
+        }
         view.data = Some(Arc::new(next));
         drop(view);
         self.signal(signal);
