@@ -75,6 +75,22 @@ pub struct Summary {
     pub pending: usize,
 }
 
+impl Summary {
+    fn of(entries: &[Entry]) -> Self {
+        let mut counts = HashMap::new();
+        let mut providers = std::collections::BTreeSet::new();
+        for entry in entries {
+            *counts.entry(entry.item.availability).or_default() += 1;
+            providers.insert(entry.item.provider.as_str());
+        }
+        Self {
+            pending: counts.get(&Availability::Unknown).copied().unwrap_or(0),
+            counts,
+            providers: providers.into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct RowUpdate {
     id: u64,
@@ -150,19 +166,9 @@ impl Data {
     /// Counts, providers and pending values of this version, computed by the
     /// first page that needs them and shared by every fetch of the version.
     pub fn summary(&self) -> &Summary {
-        self.frames.summary.get_or_init(|| {
-            let counts = count_levels(self.entries.iter().map(|e| &*e.item));
-            let providers: std::collections::BTreeSet<&str> = self
-                .entries
-                .iter()
-                .map(|e| e.item.provider.as_str())
-                .collect();
-            Summary {
-                pending: counts.get(&Availability::Unknown).copied().unwrap_or(0),
-                counts,
-                providers: providers.into_iter().map(str::to_owned).collect(),
-            }
-        })
+        self.frames
+            .summary
+            .get_or_init(|| Summary::of(&self.entries))
     }
 
     /// The frame that brings a client at `seen` to this version: the shared
@@ -519,12 +525,17 @@ impl Catalog {
                 let version = Version::from_sum(sum);
                 let frames = match current.as_deref() {
                     Some(before) if before.version == version => Arc::clone(&before.frames),
-                    before => Arc::new(Frames {
-                        delta: before
-                            .map(|before| (before.version, delta_frame(before, &entries, version))),
-                        snapshot: OnceLock::new(),
-                        summary: OnceLock::new(),
-                    }),
+                    before => {
+                        let summary = Summary::of(&entries);
+                        Arc::new(Frames {
+                            delta: before.map(|before| {
+                                let frame = delta_frame(before, &entries, &summary.counts, version);
+                                (before.version, frame)
+                            }),
+                            snapshot: OnceLock::new(),
+                            summary: OnceLock::from(summary),
+                        })
+                    }
                 };
                 Data {
                     entries: Arc::new(entries),
@@ -559,14 +570,15 @@ impl Catalog {
                 let frames = if version == before.version {
                     Arc::clone(&before.frames)
                 } else {
-                    let counts = count_levels(merged.entries.iter().map(|e| &*e.item));
+                    let summary = Summary::of(&merged.entries);
+                    let touched = merged.touched.iter().map(|i| &**i);
                     Arc::new(Frames {
                         delta: Some((
                             before.version,
-                            update_frame(version, &counts, merged.touched.iter().map(|i| &**i)),
+                            update_frame(version, &summary.counts, touched),
                         )),
                         snapshot: OnceLock::new(),
-                        summary: OnceLock::new(),
+                        summary: OnceLock::from(summary),
                     })
                 };
                 Data {
@@ -580,8 +592,8 @@ impl Catalog {
                 }
             }
         };
-        // What pages of the new version show around their rows, counted
-        // here rather than by the first page render that needs it.
+        // What pages show around their rows, counted here (a no-op when the
+        // frames above did) rather than by the first page render.
         next.summary();
         let signal = Signal {
             version: next.version,
@@ -660,29 +672,24 @@ impl Catalog {
     }
 }
 
-/// How many items of each level.
-fn count_levels<'a>(items: impl Iterator<Item = &'a Item>) -> HashMap<Availability, usize> {
-    let mut counts = HashMap::new();
-    for item in items {
-        *counts.entry(item.availability).or_default() += 1;
-    }
-    counts
-}
-
 /// The frame with the items of `now` that are new or differ from `before`.
-fn delta_frame(before: &Data, now: &[Entry], version: Version) -> Bytes {
+fn delta_frame(
+    before: &Data,
+    now: &[Entry],
+    counts: &HashMap<Availability, usize>,
+    version: Version,
+) -> Bytes {
     let old: HashMap<u64, &Item> = before
         .entries
         .iter()
         .map(|e| (e.item.id, &*e.item))
         .collect();
-    let counts = count_levels(now.iter().map(|e| &*e.item));
     let changed = now.iter().map(|e| &*e.item).filter(|item| {
         old.get(&item.id).is_none_or(|old| {
             old.availability != item.availability || old.checked_at != item.checked_at
         })
     });
-    update_frame(version, &counts, changed)
+    update_frame(version, counts, changed)
 }
 
 /// The held entries with a change applied.
@@ -784,7 +791,10 @@ mod tests {
         let entries = entries(items);
         Data {
             frames: Arc::new(Frames {
-                delta: before.map(|b| (b.version, delta_frame(b, &entries, version))),
+                delta: before.map(|b| {
+                    let counts = Summary::of(&entries).counts;
+                    (b.version, delta_frame(b, &entries, &counts, version))
+                }),
                 snapshot: OnceLock::new(),
                 summary: OnceLock::new(),
             }),

@@ -138,13 +138,18 @@ impl Slot {
     }
 
     fn item(&self) -> Item {
-        Item {
-            id: self.target.id,
-            provider: self.target.provider.clone(),
-            name: self.target.name.clone(),
-            availability: self.reading.map_or(Availability::Unknown, |r| r.level),
-            checked_at: self.reading.map(|r| r.checked_at),
-        }
+        item(&self.target, self.reading)
+    }
+}
+
+/// An item as listed: its target's fields and its value, if any.
+fn item(target: &Target, reading: Option<Reading>) -> Item {
+    Item {
+        id: target.id,
+        provider: target.provider.clone(),
+        name: target.name.clone(),
+        availability: reading.map_or(Availability::Unknown, |r| r.level),
+        checked_at: reading.map(|r| r.checked_at),
     }
 }
 
@@ -483,13 +488,7 @@ impl Engine {
         slots.sort_unstable_by_key(|(target, _)| target.id);
         let items = slots
             .into_iter()
-            .map(|(target, reading)| Item {
-                id: target.id,
-                provider: target.provider.clone(),
-                name: target.name.clone(),
-                availability: reading.map_or(Availability::Unknown, |r| r.level),
-                checked_at: reading.map(|r| r.checked_at),
-            })
+            .map(|(target, reading)| item(&target, reading))
             .collect();
         (version, seq, items)
     }
