@@ -16,9 +16,11 @@
 //! MySQL sockets; the per-statement limit makes it unnecessary here.
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{Executor, MySqlConnection, MySqlPool};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The migrations in `sql/`, embedded in the binary. A database may already
@@ -34,12 +36,40 @@ pub static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(||
     migrator
 });
 
-/// An inventory row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub id: u64,
-    pub provider: String,
-    pub name: String,
+/// An inventory row, as the service holds it: the texts are shared with the
+/// engine and the lists made from it, and one provider's text is held once
+/// per read of the table (a few providers name many items).
+pub type Record = crate::engine::Target;
+
+/// A row as the database hands it over.
+struct Row {
+    id: u64,
+    provider: String,
+    name: String,
+}
+
+/// Makes records of rows, holding each provider's text once.
+#[derive(Debug, Default)]
+struct Interner {
+    providers: std::collections::HashMap<String, Arc<str>>,
+}
+
+impl Interner {
+    fn record(&mut self, row: Row) -> Record {
+        let provider = match self.providers.get(&row.provider) {
+            Some(provider) => Arc::clone(provider),
+            None => {
+                let provider: Arc<str> = Arc::from(row.provider.as_str());
+                self.providers.insert(row.provider, Arc::clone(&provider));
+                provider
+            }
+        };
+        Record {
+            id: row.id,
+            provider,
+            name: Arc::from(row.name),
+        }
+    }
 }
 
 /// A cheap summary of the table that changes whenever a row is added, removed
@@ -201,22 +231,27 @@ pub async fn fingerprint(conn: &mut MySqlConnection) -> sqlx::Result<Fingerprint
 }
 
 pub async fn all(conn: &mut MySqlConnection) -> sqlx::Result<Vec<Record>> {
-    sqlx::query_as!(
-        Record,
-        "SELECT id, provider, name FROM hardware ORDER BY id"
-    )
-    .fetch_all(conn)
-    .await
+    // Row by row: the table is never held twice (as rows, then as records).
+    let mut rows =
+        sqlx::query_as!(Row, "SELECT id, provider, name FROM hardware ORDER BY id").fetch(conn);
+    let mut interner = Interner::default();
+    let mut records = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        records.push(interner.record(row));
+    }
+    records.shrink_to_fit();
+    Ok(records)
 }
 
 pub async fn find(conn: &mut MySqlConnection, id: u64) -> sqlx::Result<Option<Record>> {
-    sqlx::query_as!(
-        Record,
+    let row = sqlx::query_as!(
+        Row,
         "SELECT id, provider, name FROM hardware WHERE id = ?",
         id
     )
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|row| Interner::default().record(row)))
 }
 
 /// Inserts a row and returns its id; a duplicate (provider, name) is a unique violation.

@@ -255,7 +255,7 @@ pub fn export(items: &[Item], format: Format, out: &mut dyn Write) -> anyhow::Re
                 .from_writer(out);
             writer.write_record(["provider", "name"])?;
             for item in items {
-                writer.write_record([&item.provider, &item.name])?;
+                writer.write_record([item.provider.as_bytes(), item.name.as_bytes()])?;
             }
             writer.flush()?;
         }

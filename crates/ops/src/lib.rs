@@ -23,7 +23,8 @@ pub mod shutdown;
 pub mod telemetry;
 
 /// Runs a binary's async `main` on a multi-threaded runtime and exits
-/// promptly when it returns.
+/// promptly when it returns. First it sets the allocator to give large
+/// blocks back as they are freed ([`heap::keep_large_blocks_apart`]).
 ///
 /// `#[tokio::main]` drops its runtime by waiting for every blocking task,
 /// and a DNS lookup is one: when a dependency's container is removed first,
@@ -35,6 +36,9 @@ pub mod telemetry;
 pub fn run(
     main: impl std::future::Future<Output = std::process::ExitCode>,
 ) -> std::process::ExitCode {
+    // Before any thread or buffer exists (see `heap`): large transient
+    // buffers then never leave holes in the heap.
+    heap::keep_large_blocks_apart();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

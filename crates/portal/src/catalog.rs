@@ -28,11 +28,12 @@ use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 use wire::{Availability, Changes, Item};
 
-/// One item as the portal holds it (shared by every version that has it
-/// unchanged: applying a change copies pointers, not items).
+/// One item as the portal holds it. Its texts are shared (by every version
+/// that has the item unchanged, and a provider's by all its items): applying
+/// a change copies counts, not texts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub item: Arc<Item>,
+    pub item: Item,
 }
 
 pub use wire::Version;
@@ -69,8 +70,8 @@ struct Frames {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub counts: HashMap<Availability, usize>,
-    /// Every provider, in order, once.
-    pub providers: Vec<String>,
+    /// Every provider, in order, once (the texts the entries hold).
+    pub providers: Vec<Arc<str>>,
     /// Items whose value was never computed.
     pub pending: usize,
 }
@@ -81,12 +82,14 @@ impl Summary {
         let mut providers = std::collections::BTreeSet::new();
         for entry in entries {
             *counts.entry(entry.item.availability).or_default() += 1;
-            providers.insert(entry.item.provider.as_str());
+            if !providers.contains(&*entry.item.provider) {
+                providers.insert(Arc::clone(&entry.item.provider));
+            }
         }
         Self {
             pending: counts.get(&Availability::Unknown).copied().unwrap_or(0),
             counts,
-            providers: providers.into_iter().map(str::to_owned).collect(),
+            providers: providers.into_iter().collect(),
         }
     }
 }
@@ -190,7 +193,7 @@ impl Data {
                     update_frame(
                         self.version,
                         &self.summary().counts,
-                        self.entries.iter().map(|e| &*e.item),
+                        self.entries.iter().map(|e| &e.item),
                     )
                 })
                 .clone(),
@@ -505,8 +508,9 @@ impl Catalog {
                     frames: Arc::clone(&held.frames),
                 }
             }
-            Some(Reply::List(items)) => {
+            Some(Reply::List(mut items)) => {
                 self.count("list", items.len());
+                share_providers(&mut items, current.as_deref());
                 let mut feed = self.feed();
                 if let Some(tag) = answer.etag.clone() {
                     feed.cursors.insert(answer.addr, tag);
@@ -514,9 +518,7 @@ impl Catalog {
                 let entries: Vec<Entry> = items
                     .into_iter()
                     .filter(|item| !feed.tombstones.contains(&item.id))
-                    .map(|item| Entry {
-                        item: Arc::new(item),
-                    })
+                    .map(|item| Entry { item })
                     .collect();
                 drop(feed);
                 let sum = entries
@@ -547,11 +549,12 @@ impl Catalog {
                     frames,
                 }
             }
-            Some(Reply::Changes(changes)) => {
+            Some(Reply::Changes(mut changes)) => {
                 self.count("changes", changes.changed.len());
                 let Some(before) = current.clone() else {
                     return Ok(());
                 };
+                share_providers(&mut changes.changed, Some(&before));
                 let mut feed = self.feed();
                 feed.cursors.insert(
                     answer.addr,
@@ -571,7 +574,7 @@ impl Catalog {
                     Arc::clone(&before.frames)
                 } else {
                     let summary = Summary::of(&merged.entries);
-                    let touched = merged.touched.iter().map(|i| &**i);
+                    let touched = merged.touched.iter();
                     Arc::new(Frames {
                         delta: Some((
                             before.version,
@@ -682,9 +685,9 @@ fn delta_frame(
     let old: HashMap<u64, &Item> = before
         .entries
         .iter()
-        .map(|e| (e.item.id, &*e.item))
+        .map(|e| (e.item.id, &e.item))
         .collect();
-    let changed = now.iter().map(|e| &*e.item).filter(|item| {
+    let changed = now.iter().map(|e| &e.item).filter(|item| {
         old.get(&item.id).is_none_or(|old| {
             old.availability != item.availability || old.checked_at != item.checked_at
         })
@@ -692,11 +695,28 @@ fn delta_frame(
     update_frame(version, counts, changed)
 }
 
+/// Makes `items` hold one copy of each provider's text: the one `data`'s
+/// entries hold, else the first item's that names it (a list or a change
+/// parses every item's texts anew).
+fn share_providers(items: &mut [Item], data: Option<&Data>) {
+    let mut known: HashSet<Arc<str>> = data
+        .map(|data| data.summary().providers.iter().cloned().collect())
+        .unwrap_or_default();
+    for item in items {
+        match known.get(&*item.provider) {
+            Some(shared) => item.provider = Arc::clone(shared),
+            None => {
+                known.insert(Arc::clone(&item.provider));
+            }
+        }
+    }
+}
+
 /// The held entries with a change applied.
 struct Merged {
     entries: Vec<Entry>,
     /// Items whose shown values now differ (for the live-update frame).
-    touched: Vec<Arc<Item>>,
+    touched: Vec<Item>,
     /// Digests of the entries replaced or removed, and of those put in.
     dropped: u64,
     added: u64,
@@ -728,7 +748,7 @@ fn apply(held: &[Entry], changes: Changes, tombstones: &HashSet<u64>) -> Merged 
                     item.availability = old.item.availability;
                     item.checked_at = old.item.checked_at;
                 }
-                if item == *old.item {
+                if item == old.item {
                     merged.entries.push(old.clone());
                     return;
                 }
@@ -738,8 +758,7 @@ fn apply(held: &[Entry], changes: Changes, tombstones: &HashSet<u64>) -> Merged 
             None => item,
         };
         merged.added = merged.added.wrapping_add(item.digest());
-        let item = Arc::new(item);
-        merged.touched.push(Arc::clone(&item));
+        merged.touched.push(item.clone());
         merged.entries.push(Entry { item });
     };
     for entry in held {
@@ -771,19 +790,14 @@ mod tests {
         Item {
             id,
             provider: "P".into(),
-            name: format!("n{id}"),
+            name: format!("n{id}").into(),
             availability: level,
             checked_at: None,
         }
     }
 
     fn entries(items: Vec<Item>) -> Vec<Entry> {
-        items
-            .into_iter()
-            .map(|item| Entry {
-                item: Arc::new(item),
-            })
-            .collect()
+        items.into_iter().map(|item| Entry { item }).collect()
     }
 
     fn data(items: Vec<Item>, before: Option<&Data>) -> Data {
@@ -883,7 +897,7 @@ mod tests {
         let got: Vec<(u64, Availability, &str)> = merged
             .entries
             .iter()
-            .map(|e| (e.item.id, e.item.availability, e.item.name.as_str()))
+            .map(|e| (e.item.id, e.item.availability, &*e.item.name))
             .collect();
         assert_eq!(
             got,
@@ -894,7 +908,7 @@ mod tests {
                 (7, Availability::Low, "renamed"),
             ]
         );
-        let items: Vec<Item> = merged.entries.iter().map(|e| (*e.item).clone()).collect();
+        let items: Vec<Item> = merged.entries.iter().map(|e| e.item.clone()).collect();
         let sum = held
             .sum
             .wrapping_sub(merged.dropped)
@@ -907,7 +921,7 @@ mod tests {
         let touched: Vec<u64> = merged.touched.iter().map(|i| i.id).collect();
         assert_eq!(touched, vec![3, 4, 7], "what live pages are sent");
         assert!(
-            Arc::ptr_eq(&merged.entries[0].item, &held.entries[0].item),
+            Arc::ptr_eq(&merged.entries[0].item.name, &held.entries[0].item.name),
             "an unchanged item is shared, not copied"
         );
     }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Header naming the instance that produced a response (its hostname by default).
 pub const SERVED_BY: &str = "x-served-by";
@@ -94,10 +95,12 @@ impl FromStr for Availability {
 pub struct Item {
     #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub id: u64,
+    /// Shared, not copied: a service holds many items of few providers, and
+    /// hands the same text to every list it makes (a clone is a count).
     #[cfg_attr(feature = "openapi", schema(schema_with = openapi::stored_provider))]
-    pub provider: String,
+    pub provider: Arc<str>,
     #[cfg_attr(feature = "openapi", schema(schema_with = openapi::stored_name))]
-    pub name: String,
+    pub name: Arc<str>,
     pub availability: Availability,
     /// When `availability` was computed; null while it never was.
     #[cfg_attr(feature = "openapi", schema(required = true))]

@@ -11,22 +11,14 @@ use super::extract::{Body, Id, Params};
 use super::query::{ListQuery, RawListQuery};
 use super::select;
 use crate::db::Record;
-use crate::engine::{Reading, Since};
+use crate::engine::Since;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use wire::{Availability, Changes, Item, ItemInput, Version};
+use wire::{Changes, Item, ItemInput, Version};
 
-fn item(record: &Record, reading: Option<Reading>) -> Item {
-    Item {
-        id: record.id,
-        provider: record.provider.clone(),
-        name: record.name.clone(),
-        availability: reading.map_or(Availability::Unknown, |r| r.level),
-        checked_at: reading.map(|r| r.checked_at),
-    }
-}
+use crate::engine::item;
 
 /// The JSON of the unfiltered list, reused while nothing it shows changed
 /// (the engine numbers every change), so it is exactly what serializing anew
@@ -485,8 +477,8 @@ pub async fn create(
     tracing::info!(id, provider = %input.provider, name = %input.name, "hardware created");
     let record = Record {
         id,
-        provider: input.provider,
-        name: input.name,
+        provider: input.provider.into(),
+        name: input.name.into(),
     };
     let location = HeaderValue::from_str(&format!("/hardware/{id}"))
         .map_err(|err| ApiError::Internal(err.into()))?;
@@ -526,8 +518,8 @@ pub async fn update(
     tracing::info!(id, provider = %input.provider, name = %input.name, "hardware updated");
     let record = Record {
         id,
-        provider: input.provider,
-        name: input.name,
+        provider: input.provider.into(),
+        name: input.name.into(),
     };
     Ok(Json(item(&record, state.engine.reading(id))))
 }

@@ -2,15 +2,18 @@
 
 use futures_util::future::BoxFuture;
 use rand::Rng;
+use std::sync::Arc;
 use std::time::Duration;
 use wire::Availability;
 
-/// What a probe is asked about.
+/// What a probe is asked about. Its texts are shared (a clone copies two
+/// counts): the inventory snapshot, the engine and every list made from them
+/// hold one copy of an item's texts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub id: u64,
-    pub provider: String,
-    pub name: String,
+    pub provider: Arc<str>,
+    pub name: Arc<str>,
 }
 
 /// Why a probe gave no value.

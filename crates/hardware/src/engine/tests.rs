@@ -11,7 +11,7 @@ fn targets(n: u64) -> Vec<Target> {
         .map(|id| Target {
             id,
             provider: "Amazon".into(),
-            name: format!("m{id}"),
+            name: format!("m{id}").into(),
         })
         .collect()
 }
@@ -254,7 +254,7 @@ async fn the_change_feed_tells_what_changed_since_a_version_it_handed_out() {
         panic!("known");
     };
     assert_eq!(changed.iter().map(|i| i.id).collect::<Vec<_>>(), vec![2, 4]);
-    assert_eq!(changed[0].name, "renamed");
+    assert_eq!(&*changed[0].name, "renamed");
     assert_eq!(removed, vec![1]);
     assert_eq!(version, version_of(&engine));
     // Nothing else happened: each version it handed out answers what came after.

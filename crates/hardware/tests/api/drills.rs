@@ -163,8 +163,8 @@ async fn outage(mode: Mode, pool: MySqlPool) {
     assert_eq!(write.status(), 201, "writes work again");
     let (code, after) = service.list().await;
     assert_eq!(code, 200);
-    assert!(after.iter().any(|i| i.name == "after-outage"));
-    assert!(!after.iter().any(|i| i.name == "during-outage"));
+    assert!(after.iter().any(|i| &*i.name == "after-outage"));
+    assert!(!after.iter().any(|i| &*i.name == "during-outage"));
 }
 
 #[sqlx::test(migrations = "../../sql")]

@@ -108,7 +108,7 @@ async fn a_messy_csv_is_reported_by_line_and_applied_whole_or_not_at_all(pool: M
         .list("/hardware/")
         .await
         .into_iter()
-        .map(|i| i.name)
+        .map(|i| i.name.to_string())
         .collect();
     for name in ["c5, large", "say \"hi\"", "Größe", "n2", "c5", "H16mr"] {
         assert!(names.contains(&name.to_owned()), "{name} in {names:?}");

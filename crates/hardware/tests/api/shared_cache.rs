@@ -33,7 +33,7 @@ fn targets(n: u64) -> Vec<Target> {
         .map(|id| Target {
             id,
             provider: "P".into(),
-            name: format!("n{id}"),
+            name: format!("n{id}").into(),
         })
         .collect()
 }

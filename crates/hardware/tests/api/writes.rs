@@ -18,7 +18,7 @@ async fn a_created_item_is_listed_probed_and_found_at_its_location(pool: MySqlPo
     assert_eq!(created.availability, Availability::Unknown);
 
     let fetched: Item = app.get(&location).await.json().await.expect("item");
-    assert_eq!(fetched.name, "n2-standard-4");
+    assert_eq!(&*fetched.name, "n2-standard-4");
     assert_ne!(
         fetched.availability,
         Availability::Unknown,
@@ -136,7 +136,7 @@ async fn update_and_delete_work_and_404_on_missing_ids(pool: MySqlPool) {
     let response = app.update(id, "Azure", "H16mr_v2").await;
     assert_eq!(response.status(), 200);
     let updated: Item = response.json().await.expect("item");
-    assert_eq!(updated.name, "H16mr_v2");
+    assert_eq!(&*updated.name, "H16mr_v2");
     assert_eq!(app.list("/hardware/?q=v2").await.len(), 1);
     // Writing the same values again is still a 200, not a 404.
     assert_eq!(app.update(id, "Azure", "H16mr_v2").await.status(), 200);

@@ -201,7 +201,7 @@ fn render(
         .iter()
         .map(|provider| Choice {
             selected: provider.eq_ignore_ascii_case(&filters.provider),
-            value: provider.clone(),
+            value: provider.to_string(),
             label: "",
         })
         .collect();

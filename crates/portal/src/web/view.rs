@@ -247,13 +247,13 @@ mod tests {
 
     fn entry(id: u64, provider: &str, name: &str, level: Availability) -> Entry {
         Entry {
-            item: std::sync::Arc::new(Item {
+            item: Item {
                 id,
                 provider: provider.into(),
                 name: name.into(),
                 availability: level,
                 checked_at: None,
-            }),
+            },
         }
     }
 
