@@ -57,7 +57,8 @@ pub struct Data {
 
 #[derive(Debug, Default)]
 struct Frames {
-    /// The change from the version before, as one SSE frame.
+    /// The change from the version before, as one SSE frame; none when it
+    /// touched more than [`MAX_DELTA_ROWS`] items.
     delta: Option<(Version, Bytes)>,
     /// Every item, built the first time a client needs it.
     snapshot: OnceLock<Bytes>,
@@ -137,6 +138,24 @@ pub fn iso(at: Option<DateTime<Utc>>) -> String {
         .unwrap_or_default()
 }
 
+/// A change touching more items than this is not kept as a frame of its
+/// own: a client one version behind then gets the snapshot, as a client
+/// further behind does, and it is made only if a client asks. A cold start
+/// fills every value within seconds, and each refresh of it touched
+/// thousands of items: at 100,000 items the frames held 15 MB at rest.
+pub const MAX_DELTA_ROWS: usize = 1_000;
+
+/// The change frame from `before` to `version`, if it is small enough to keep.
+fn delta<'a>(
+    before: Version,
+    version: Version,
+    counts: &HashMap<Availability, usize>,
+    rows: &[&'a Item],
+) -> Option<(Version, Bytes)> {
+    (rows.len() <= MAX_DELTA_ROWS)
+        .then(|| (before, update_frame(version, counts, rows.iter().copied())))
+}
+
 /// One SSE `update` frame: these rows, the counts, the version as its id.
 fn update_frame<'a>(
     version: Version,
@@ -160,9 +179,17 @@ fn update_frame<'a>(
             })
             .collect(),
     };
+    let mut frame = format!("id: {version}\nevent: update\ndata: ").into_bytes();
+    let head = frame.len();
     // Serializing plain strings and numbers cannot fail; an empty object is a harmless fallback.
-    let json = serde_json::to_string(&update).unwrap_or_else(|_| "{}".to_owned());
-    Bytes::from(format!("id: {version}\nevent: update\ndata: {json}\n\n"))
+    if serde_json::to_writer(&mut frame, &update).is_err() {
+        frame.truncate(head);
+        frame.extend_from_slice(b"{}");
+    }
+    frame.extend_from_slice(b"\n\n");
+    // Held as long as its version is current: not with the slack of its growth.
+    frame.shrink_to_fit();
+    Bytes::from(frame)
 }
 
 impl Data {
@@ -515,12 +542,14 @@ impl Catalog {
                 if let Some(tag) = answer.etag.clone() {
                     feed.cursors.insert(answer.addr, tag);
                 }
-                let entries: Vec<Entry> = items
+                let mut entries: Vec<Entry> = items
                     .into_iter()
                     .filter(|item| !feed.tombstones.contains(&item.id))
                     .map(|item| Entry { item })
                     .collect();
                 drop(feed);
+                // The parse grew it by doubling; it is held until the next change.
+                entries.shrink_to_fit();
                 let sum = entries
                     .iter()
                     .fold(0u64, |sum, e| sum.wrapping_add(e.item.digest()));
@@ -530,9 +559,8 @@ impl Catalog {
                     before => {
                         let summary = Summary::of(&entries);
                         Arc::new(Frames {
-                            delta: before.map(|before| {
-                                let frame = delta_frame(before, &entries, &summary.counts, version);
-                                (before.version, frame)
+                            delta: before.and_then(|before| {
+                                delta_since(before, &entries, &summary.counts, version)
                             }),
                             snapshot: OnceLock::new(),
                             summary: OnceLock::from(summary),
@@ -574,12 +602,9 @@ impl Catalog {
                     Arc::clone(&before.frames)
                 } else {
                     let summary = Summary::of(&merged.entries);
-                    let touched = merged.touched.iter();
+                    let touched: Vec<&Item> = merged.touched.iter().collect();
                     Arc::new(Frames {
-                        delta: Some((
-                            before.version,
-                            update_frame(version, &summary.counts, touched),
-                        )),
+                        delta: delta(before.version, version, &summary.counts, &touched),
                         snapshot: OnceLock::new(),
                         summary: OnceLock::from(summary),
                     })
@@ -675,24 +700,31 @@ impl Catalog {
     }
 }
 
-/// The frame with the items of `now` that are new or differ from `before`.
-fn delta_frame(
+/// The change frame for the items of `now` that are new or show another
+/// value than in `before` (both in id order), if it is small enough to keep.
+fn delta_since(
     before: &Data,
     now: &[Entry],
     counts: &HashMap<Availability, usize>,
     version: Version,
-) -> Bytes {
-    let old: HashMap<u64, &Item> = before
-        .entries
-        .iter()
-        .map(|e| (e.item.id, &e.item))
-        .collect();
-    let changed = now.iter().map(|e| &e.item).filter(|item| {
-        old.get(&item.id).is_none_or(|old| {
-            old.availability != item.availability || old.checked_at != item.checked_at
-        })
-    });
-    update_frame(version, counts, changed)
+) -> Option<(Version, Bytes)> {
+    let mut old = before.entries.iter().map(|e| &e.item).peekable();
+    let mut changed = Vec::new();
+    for item in now.iter().map(|e| &e.item) {
+        while old.next_if(|old| old.id < item.id).is_some() {}
+        let same = old.peek().is_some_and(|old| {
+            old.id == item.id
+                && old.availability == item.availability
+                && old.checked_at == item.checked_at
+        });
+        if !same {
+            changed.push(item);
+            if changed.len() > MAX_DELTA_ROWS {
+                return None;
+            }
+        }
+    }
+    delta(before.version, version, counts, &changed)
 }
 
 /// Makes `items` hold one copy of each provider's text: the one `data`'s
@@ -779,6 +811,8 @@ fn apply(held: &[Entry], changes: Changes, tombstones: &HashSet<u64>) -> Merged 
     for new in incoming {
         put(&mut merged, new, None);
     }
+    // Room was made for every change to be new; held until the next change.
+    merged.entries.shrink_to_fit();
     merged
 }
 
@@ -805,9 +839,9 @@ mod tests {
         let entries = entries(items);
         Data {
             frames: Arc::new(Frames {
-                delta: before.map(|b| {
+                delta: before.and_then(|b| {
                     let counts = Summary::of(&entries).counts;
-                    (b.version, delta_frame(b, &entries, &counts, version))
+                    delta_since(b, &entries, &counts, version)
                 }),
                 snapshot: OnceLock::new(),
                 summary: OnceLock::new(),
@@ -958,6 +992,33 @@ mod tests {
             ),
             "the snapshot is built once and shared"
         );
+    }
+
+    #[test]
+    fn a_change_of_many_items_is_sent_as_the_snapshot_not_kept_twice() {
+        let n = MAX_DELTA_ROWS as u64 + 1;
+        let first = data(
+            (1..=n).map(|id| item(id, Availability::Unknown)).collect(),
+            None,
+        );
+        let second = data(
+            (1..=n).map(|id| item(id, Availability::High)).collect(),
+            Some(&first),
+        );
+        assert!(second.frames.delta.is_none(), "no frame of the change held");
+        let behind = second.frame_since(first.version).expect("a frame");
+        let snapshot = second.frame_since(Version::NONE).expect("a snapshot");
+        assert!(
+            std::ptr::eq(behind.as_ptr(), snapshot.as_ptr()),
+            "one version behind gets the shared snapshot"
+        );
+        // One fewer changed item is kept as a change.
+        let mut fewer: Vec<Item> = (1..=n).map(|id| item(id, Availability::High)).collect();
+        fewer[0].availability = Availability::Unknown;
+        let third = data(fewer, Some(&first));
+        let (from, frame) = third.frames.delta.as_ref().expect("a change frame");
+        assert_eq!(*from, first.version);
+        assert!(!String::from_utf8_lossy(frame).contains("\"id\":1,"));
     }
 
     #[test]
