@@ -146,11 +146,11 @@ pub fn iso(at: Option<DateTime<Utc>>) -> String {
 pub const MAX_DELTA_ROWS: usize = 1_000;
 
 /// The change frame from `before` to `version`, if it is small enough to keep.
-fn delta<'a>(
+fn delta(
     before: Version,
     version: Version,
     counts: &HashMap<Availability, usize>,
-    rows: &[&'a Item],
+    rows: &[&Item],
 ) -> Option<(Version, Bytes)> {
     (rows.len() <= MAX_DELTA_ROWS)
         .then(|| (before, update_frame(version, counts, rows.iter().copied())))
