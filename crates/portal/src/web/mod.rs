@@ -13,7 +13,6 @@ use crate::client::{ClientKey, Quota, TrustedProxies};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 pub use cache::{PageCache, RenderTurns};
@@ -22,7 +21,6 @@ use ops::metrics::HttpMetrics;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -44,13 +42,9 @@ pub struct WebState {
     pub stream_lifetime: Duration,
 }
 
-/// Middleware: works out who sent the request ([`ClientKey`], through
-/// trusted proxies only) for the per-client bounds behind it.
-pub async fn identify(
-    axum::extract::State(trusted): axum::extract::State<TrustedProxies>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Works out who sent the request ([`ClientKey`], through trusted proxies
+/// only) for the per-client bounds behind it.
+pub fn identify(trusted: &TrustedProxies, mut request: Request) -> Request {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -60,7 +54,7 @@ pub async fn identify(
         trusted.client_ip(peer, request.headers())
     });
     request.extensions_mut().insert(ClientKey::of(ip));
-    next.run(request).await
+    request
 }
 
 /// Content Security Policy: only our own compiled-in CSS and JS, no inline
@@ -108,46 +102,45 @@ pub fn router(
         ))
         .fallback(|| async { PageError::NotFound })
         .with_state(state);
-    let routes = match limiter {
-        Some(limiter) => routes.layer(axum::middleware::from_fn_with_state(
-            limiter,
-            limit::enforce,
-        )),
-        None => routes,
-    };
-    let routes = routes.layer(axum::middleware::from_fn_with_state(trusted, identify));
-    let routes = with_security_headers(routes, tls);
-    ops::http::observe(routes, &instance)
+    // Around the router, not in each route (see `ops::http::observe`).
+    let stack = tower::ServiceBuilder::new()
+        .layer(security_headers(tls).layer())
+        .layer(tower::util::MapRequestLayer::new(move |request| {
+            identify(&trusted, request)
+        }))
+        .option_layer(
+            limiter.map(|limiter| axum::middleware::from_fn_with_state(limiter, limit::enforce)),
+        )
+        .service(routes);
+    ops::http::observe(stack, &instance)
 }
 
-fn header_layer(name: &'static str, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(
-        HeaderName::from_static(name),
-        HeaderValue::from_static(value),
-    )
-}
-
-/// Adds the security headers to every response that does not set its own.
+/// The security headers, set on every response that does not set its own.
 /// HSTS only when this process terminates TLS: over plain HTTP a browser
 /// ignores it, and a proxy in front that terminates TLS sets its own (which a
 /// `max-age=0` from here would erase).
-fn with_security_headers(router: Router, tls: bool) -> Router {
-    let router = router
-        .layer(header_layer("content-security-policy", CSP))
-        .layer(header_layer("x-content-type-options", "nosniff"))
-        .layer(header_layer("referrer-policy", "no-referrer"))
-        .layer(header_layer("x-frame-options", "DENY"))
-        .layer(header_layer("cross-origin-opener-policy", "same-origin"))
-        .layer(header_layer(
+fn security_headers(tls: bool) -> ops::http::ResponseHeaders {
+    let mut headers = vec![
+        ("content-security-policy", CSP),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("cross-origin-opener-policy", "same-origin"),
+        (
             "permissions-policy",
             "camera=(), microphone=(), geolocation=()",
-        ));
+        ),
+    ];
     if tls {
-        router.layer(SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        ))
-    } else {
-        router
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY.as_str(),
+            "max-age=31536000; includeSubDomains",
+        ));
     }
+    ops::http::ResponseHeaders::new(headers.into_iter().map(|(name, value)| {
+        (
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    }))
 }
