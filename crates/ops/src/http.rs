@@ -88,6 +88,7 @@ impl ResponseHeaders {
         let headers = self.clone();
         tower::util::MapResponseLayer::new(move |mut response: axum::response::Response| {
             let map = response.headers_mut();
+            map.reserve(headers.0.len());
             for (name, value) in headers.0.iter() {
                 if !map.contains_key(name) {
                     map.insert(name.clone(), value.clone());

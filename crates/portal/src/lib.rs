@@ -89,7 +89,7 @@ impl Application {
         let stream_metrics = web::events::register_metrics(&mut registry);
         let shutdown = CancellationToken::new();
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        let state = WebState {
+        let state = WebState::new(web::Shared {
             catalog: catalog.clone(),
             page_size: settings.page_size,
             stale_after: settings.stale_after,
@@ -105,7 +105,7 @@ impl Application {
             )
             .counted(stream_metrics),
             stream_lifetime: settings.event_stream_lifetime,
-        };
+        });
         let limiter =
             web::limit::RateLimiter::new(settings.rate_limit_per_second, settings.rate_limit_burst);
         let router = web::router(

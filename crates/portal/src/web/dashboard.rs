@@ -9,7 +9,7 @@ use askama::Template;
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use wire::Availability;
@@ -67,23 +67,37 @@ struct Dashboard<'a> {
     instance: &'a str,
 }
 
+/// The request's id (set by `ops::http::observe`), taken alone: the
+/// `HeaderMap` extractor copied every header of every request.
+pub struct RequestId(Option<HeaderValue>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(wire::REQUEST_ID).cloned()))
+    }
+}
+
 pub async fn page(
     State(state): State<WebState>,
-    headers: HeaderMap,
+    RequestId(request_id): RequestId,
     Extension(client): Extension<ClientKey>,
     query: Result<Query<RawFilters>, QueryRejection>,
 ) -> Result<Response, PageError> {
     let Query(raw) = query
         .map_err(|_| PageError::BadRequest("The address has a malformed query string.".into()))?;
     let mut filters = Filters::parse(raw, state.page_size)?;
-    let request_id = headers
-        .get(wire::REQUEST_ID)
+    let request_id = request_id
+        .as_ref()
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+        .unwrap_or("-");
     state
         .catalog
-        .ensure_loaded(&request_id, state.first_fetch_wait)
+        .ensure_loaded(request_id, state.first_fetch_wait)
         .await;
     let view = state.catalog.view();
     let Some(data) = view.data.as_deref() else {

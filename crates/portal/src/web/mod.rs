@@ -22,9 +22,28 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// What every handler can reach.
+/// What every handler can reach: cloned for every request by the `State`
+/// extractor, so one pointer (the fields are behind it).
 #[derive(Debug, Clone)]
-pub struct WebState {
+pub struct WebState(std::sync::Arc<Shared>);
+
+impl WebState {
+    pub fn new(shared: Shared) -> Self {
+        Self(std::sync::Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for WebState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`WebState`].
+#[derive(Debug)]
+pub struct Shared {
     pub catalog: Catalog,
     pub page_size: usize,
     pub stale_after: Duration,

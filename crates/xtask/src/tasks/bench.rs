@@ -59,9 +59,8 @@ struct SizeResult {
     list_limit: Vec<(u32, Load)>,
 }
 
-/// A bare server answering every `GET /` with `bytes` bytes, driven at every
-/// connection count of the table.
-fn yardstick(bytes: usize, seconds: u64) -> Result<Vec<(u32, Load)>> {
+/// A bare server answering every `GET /` with `bytes` bytes; its port.
+fn yardstick(bytes: usize) -> Result<(Service, u16)> {
     let port = free_port()?;
     let baseline = Command::new(bin("baseline"))
         .args([
@@ -76,12 +75,7 @@ fn yardstick(bytes: usize, seconds: u64) -> Result<Vec<(u32, Load)>> {
         .map(Service)
         .map_err(|e| format!("baseline: {e}"))?;
     wait_for_200(port, "/", Duration::from_secs(10))?;
-    let mut loads = Vec::new();
-    for c in CONNECTIONS {
-        loads.push((c, wrk(port, "/", c, seconds)?));
-    }
-    drop(baseline);
-    Ok(loads)
+    Ok((baseline, port))
 }
 
 fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
@@ -205,18 +199,27 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     }
     let list_bytes = (plain.wire_bytes, gzip.wire_bytes, unchanged.wire_bytes);
     let list_body = http_get(hw_port, "/hardware/")?.1.len();
+    // Each load right next to its yardstick's, with the same processes up
+    // (hardware keeps probing, the portal keeps syncing): both meet the
+    // same machine, not one of them a quieter one.
+    let (page_yardstick, page_port) = yardstick(page.len())?;
+    let (list_yardstick, list_port) = yardstick(list_body)?;
     let mut portal_loads = Vec::new();
     let mut hardware_loads = Vec::new();
+    let mut page_limit = Vec::new();
+    let mut list_limit = Vec::new();
     for c in CONNECTIONS {
         portal_loads.push((c, wrk(portal_port, "/", c, seconds)?));
+        page_limit.push((c, wrk(page_port, "/", c, seconds)?));
         hardware_loads.push((c, wrk(hw_port, "/hardware/", c, seconds)?));
+        list_limit.push((c, wrk(list_port, "/", c, seconds)?));
     }
+    drop(page_yardstick);
+    drop(list_yardstick);
     let rss_loaded = (rss_mb(&hardware.0), rss_mb(&portal.0));
     let probes = metric(hw_port, "hardware_availability_probes_total", "ok");
     drop(portal);
     drop(hardware);
-    let page_limit = yardstick(page.len(), seconds)?;
-    let list_limit = yardstick(list_body, seconds)?;
     Ok(SizeResult {
         n,
         hardware_ready_ms: hardware_ready.as_secs_f64() * 1000.0,
@@ -483,7 +486,9 @@ Load: `wrk -t2 -cC -dDs --latency`.\n"
         out,
         "Every throughput row is set against its own yardstick, measured in the same run: a bare \
 axum server (`crates/baseline`) answering a fixed body of exactly as many bytes as that row's \
-response (the dashboard page, or the full list), at the same connection count.\n"
+response (the dashboard page, or the full list), at the same connection count, run right after \
+that row's load with the same services up (hardware probing, the portal syncing), so both meet the \
+same machine.\n"
     );
     for (title, pick) in [
         ("Warm portal `/` (the dashboard)", 0usize),
