@@ -64,10 +64,7 @@ pub fn router(state: AppState, http_metrics: HttpMetrics, instance: &str) -> Rou
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .route_layer(axum::middleware::from_fn_with_state(
-            http_metrics,
-            ops::metrics::track,
-        ))
+        .route_layer(ops::metrics::Track(http_metrics))
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -168,8 +168,11 @@ async fn health_metrics_and_openapi_answer(pool: MySqlPool) {
         metrics.contains("hardware_availability_probes_total"),
         "{metrics}"
     );
+    // One series per method, matched route (as routed, not as asked) and status.
     assert!(
-        metrics.contains("hardware_http_requests_total"),
+        metrics.contains(
+            r#"hardware_http_requests_total{method="GET",route="/hardware/",status="200"} 1"#
+        ),
         "{metrics}"
     );
     let openapi: serde_json::Value = app.get("/openapi.json").await.json().await.expect("json");

@@ -115,10 +115,7 @@ pub fn router(
         .route("/assets/favicon.svg", get(assets::favicon))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .route_layer(axum::middleware::from_fn_with_state(
-            http_metrics,
-            ops::metrics::track,
-        ))
+        .route_layer(ops::metrics::Track(http_metrics))
         .fallback(|| async { PageError::NotFound })
         .with_state(state);
     // Around the router, not in each route (see `ops::http::observe`).
