@@ -6,8 +6,11 @@
 //!
 //! On other targets (musl, macOS) both functions do nothing.
 
-/// Blocks of this size and more are mapped apart and unmapped when freed.
-pub const LARGE_BLOCK: usize = 128 * 1024;
+/// Blocks of this size and more are mapped apart and unmapped when freed:
+/// the list bodies, parsed lists and frames of a large inventory (megabytes)
+/// are; a page or a filtered list (kilobytes, one per request) stays in the
+/// heap, where a freed block is reused without a system call.
+pub const LARGE_BLOCK: usize = 1024 * 1024;
 
 /// Makes every block of [`LARGE_BLOCK`] bytes or more its own mapping, given
 /// back to the system the moment it is freed. glibc does so by default only
