@@ -55,6 +55,20 @@ seed_rows_shown() { # page
   grep -q '<td data-label="Provider">Amazon</td>' <<< "$1" && grep -q '<td data-label="Name">c5</td>' <<< "$1"
 }
 
+# The page through a Service, waited for up to 30 s: a Service's rules follow its pods' readiness
+# asynchronously (EndpointSlice controller, then kube-proxy's sync, at least 1 s apart), each
+# Service on its own, so the first request right after "every pod Ready" may still be refused.
+# Prints the page; the figure says how long the Service took to answer with the seed rows.
+page_via() { # label command...
+  local label=$1 started=$SECONDS deadline=$((SECONDS + 30)) page=""; shift
+  until page=$("$@" 2> /dev/null) && seed_rows_shown "$page"; do
+    [ $SECONDS -lt $deadline ] || break
+    sleep 0.5
+  done
+  figure "$label answered with the seed rows after $((SECONDS - started)) s" >&2
+  printf '%s' "$page"
+}
+
 delete_stack() {
   k delete namespace "$NS" --wait --timeout 180s > /dev/null 2>&1
   k delete pv --all --wait --timeout 60s > /dev/null 2>&1 || true
@@ -79,9 +93,9 @@ check "the probe pod is Ready" k -n monitoring wait --for=condition=Ready pod/pr
 echo "== overlay dev"
 bash k8s/make-secrets.sh > /dev/null
 apply_and_time k8s/overlays/dev "dev"
-page=$(probe curl -fsS --max-time 5 "http://portal.$NS.svc.cluster.local:5000/")
+page=$(page_via "dev: the portal Service" probe curl -fsS --max-time 5 "http://portal.$NS.svc.cluster.local:5000/")
 check "dev: the dashboard through the portal Service (cluster DNS) shows the seed rows" seed_rows_shown "$page"
-page=$(curl -fsS --max-time 5 "http://$NODE_IP:30500/")
+page=$(page_via "dev: NodePort 30500" curl -fsS --max-time 5 "http://$NODE_IP:30500/")
 check "dev: the dashboard through NodePort 30500 shows the seed rows" seed_rows_shown "$page"
 
 echo "== Pod Security restricted, enforced by the API server"
@@ -100,7 +114,7 @@ check "prod: nothing of the stack landed in default" [ -z "$(k -n default get hp
 policies=$(kn get networkpolicy -o name | sort | tr '\n' ' ')
 figure "network policies: $policies"
 check "prod: the network policies are on (default-deny and one per workload)" [ "$policies" = "networkpolicy.networking.k8s.io/allow-dns networkpolicy.networking.k8s.io/db networkpolicy.networking.k8s.io/db-backup networkpolicy.networking.k8s.io/default-deny networkpolicy.networking.k8s.io/hardware networkpolicy.networking.k8s.io/portal networkpolicy.networking.k8s.io/redis " ]
-page=$(probe curl -fsS --max-time 5 "http://portal.$NS.svc.cluster.local:5000/")
+page=$(page_via "prod: the portal Service" probe curl -fsS --max-time 5 "http://portal.$NS.svc.cluster.local:5000/")
 check "prod: the dashboard through the portal Service shows the seed rows" seed_rows_shown "$page"
 
 echo "== autoscalers"
