@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    router: api::Service,
     state: AppState,
     inventory_refresh: Duration,
     migrate_on_start: bool,
@@ -183,9 +183,12 @@ impl Application {
             // Small JSON answers: send them now rather than wait for Nagle.
             let _ = tcp.set_nodelay(true);
         });
-        let served = axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service(self.router),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         stop.cancel();
         tracing::info!("hardware stopped");
         served.context("serving HTTP")

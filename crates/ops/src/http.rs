@@ -1,12 +1,13 @@
 //! The middleware every router of ours is wrapped in.
 
-use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Request};
-use tower::{ServiceBuilder, ServiceExt};
-use tower_http::request_id::PropagateRequestIdLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request};
+use axum::response::Response;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// Largest request head (all header names and values) accepted: far above
 /// what browsers and our clients send, far below what a flood would use.
@@ -69,36 +70,6 @@ pub fn request_id<B>(mut request: Request<B>) -> Request<B> {
     request
 }
 
-/// Headers set on every response that does not set its own, in one pass.
-#[derive(Debug, Clone)]
-pub struct ResponseHeaders(std::sync::Arc<[(HeaderName, HeaderValue)]>);
-
-impl ResponseHeaders {
-    pub fn new(headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
-        Self(headers.into_iter().collect())
-    }
-
-    /// A layer that adds them (one clone of a pointer per request; a layer
-    /// per header cost a clone and a future of each, per request).
-    pub fn layer(
-        &self,
-    ) -> tower::util::MapResponseLayer<
-        impl FnOnce(axum::response::Response) -> axum::response::Response + Clone + use<>,
-    > {
-        let headers = self.clone();
-        tower::util::MapResponseLayer::new(move |mut response: axum::response::Response| {
-            let map = response.headers_mut();
-            map.reserve(headers.0.len());
-            for (name, value) in headers.0.iter() {
-                if !map.contains_key(name) {
-                    map.insert(name.clone(), value.clone());
-                }
-            }
-            response
-        })
-    }
-}
-
 /// A new random (v4 UUID) request id, as a header value. The bytes come from
 /// the thread's userspace generator (seeded from the system once): asking the
 /// kernel (`getrandom`) for each was one system call per request, as many as
@@ -112,71 +83,192 @@ fn new_request_id() -> Option<HeaderValue> {
     .ok()
 }
 
-/// Wraps `router` so that every request
-/// - has an `x-request-id` (kept when the caller sent a valid one — see
-///   [`valid_request_id`] —, a UUID otherwise),
-///   echoed on the response and recorded on its trace span;
-/// - runs inside a span with method and path; responses are logged at DEBUG
-///   (a busy service would drown its logs otherwise), 5xx and failures at WARN
-///   (the handler logs real errors with their cause at ERROR);
-/// - answers with `x-served-by: <instance>`, so spread over replicas is observable;
-/// - is refused with 431 when its headers exceed [`MAX_HEADER_BYTES`].
-///
-/// The layers go around the router, not into each of its routes (which
-/// `Router::layer` does: every request then cloned the whole stack with its
-/// route), and none of them boxes a future.
-pub fn observe<S>(inner: S, instance: &str) -> Router
-where
-    S: tower::Service<
-            axum::extract::Request,
-            Response = axum::response::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    let request_id_header = HeaderName::from_static(wire::REQUEST_ID);
-    let served_by = HeaderValue::from_str(instance)
-        .unwrap_or_else(|_| HeaderValue::from_static("invalid-instance-name"));
-    let stack = ServiceBuilder::new()
-        .layer(tower::util::MapRequestLayer::new(
-            self::request_id::<axum::body::Body>,
-        ))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<_>| {
-                    let id = request
-                        .headers()
-                        .get(wire::REQUEST_ID)
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or("-");
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id = %id,
-                    )
-                })
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
-                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id_header))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static(wire::SERVED_BY),
-            served_by,
-        ))
-        .service(tower::service_fn(move |request: axum::extract::Request| {
-            let inner = inner.clone();
-            async move {
-                match too_large(&request) {
-                    Some(refusal) => Ok(refusal),
-                    None => inner.oneshot(request).await,
+/// Headers set on every response that does not set its own.
+#[derive(Debug, Clone)]
+pub struct ResponseHeaders(std::sync::Arc<HeaderMap>);
+
+impl ResponseHeaders {
+    pub fn new(headers: impl IntoIterator<Item = (HeaderName, HeaderValue)>) -> Self {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(name, value);
+        }
+        Self(std::sync::Arc::new(map))
+    }
+
+    /// These headers and `more` (which win over these).
+    pub fn and(&self, more: &Self) -> Self {
+        let mut map = (*self.0).clone();
+        for (name, value) in more.0.iter() {
+            map.insert(name, value.clone());
+        }
+        Self(std::sync::Arc::new(map))
+    }
+
+    /// Puts these headers, then `request_id`, then the response's own (which
+    /// win) into `headers`: a copy of a ready map and one insert per own
+    /// header, rather than a lookup and an insert per fixed header.
+    fn merge_into(&self, headers: &mut HeaderMap, request_id: Option<HeaderValue>) {
+        let own = std::mem::replace(headers, (*self.0).clone());
+        headers.reserve(own.len() + 1);
+        if let Some(id) = request_id {
+            headers.insert(HeaderName::from_static(wire::REQUEST_ID), id);
+        }
+        let mut last: Option<HeaderName> = None;
+        for (name, value) in own {
+            match name {
+                Some(name) => {
+                    headers.insert(&name, value);
+                    last = Some(name);
+                }
+                // Further values of the name before it.
+                None => {
+                    if let Some(name) = &last {
+                        headers.append(name, value);
+                    }
                 }
             }
-        }));
-    Router::new().fallback_service(stack)
+        }
+    }
+}
+
+/// Wraps a service (our routers) so that every request
+/// - has an `x-request-id` (kept when the caller sent a valid one — see
+///   [`valid_request_id`] —, a UUID otherwise), echoed on the response and
+///   recorded on its trace span;
+/// - runs inside a span with method and path; responses are logged at DEBUG
+///   (a busy service would drown its logs otherwise), 5xx at WARN (the
+///   handler logs real errors with their cause at ERROR);
+/// - answers with `x-served-by: <instance>`, so spread over replicas is
+///   observable, and with the headers of [`Observe::with_headers`];
+/// - is refused with 431 when its headers exceed [`MAX_HEADER_BYTES`].
+///
+/// One service and one future, serving `inner` directly: as a stack of
+/// tower-http layers inside an outer `Router` each request went through a
+/// route lookup, a boxed clone of the stack, a boxed future, a wrapped body
+/// and a future per layer.
+pub fn observe<S>(inner: S, instance: &str) -> Observe<S> {
+    let served_by = HeaderValue::from_str(instance)
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid-instance-name"));
+    Observe {
+        inner,
+        headers: ResponseHeaders::new([(HeaderName::from_static(wire::SERVED_BY), served_by)]),
+    }
+}
+
+/// A service wrapped by [`observe`].
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    headers: ResponseHeaders,
+}
+
+impl<S> Observe<S> {
+    /// Also sets `headers` on every response that does not set its own.
+    pub fn with_headers(mut self, headers: &ResponseHeaders) -> Self {
+        self.headers = self.headers.and(headers);
+        self
+    }
+}
+
+impl<S> tower::Service<Request<Body>> for Observe<S>
+where
+    S: tower::Service<Request<Body>, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let request = request_id(request);
+        let id = request.headers().get(wire::REQUEST_ID).cloned();
+        let span = tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %id.as_ref().and_then(|id| id.to_str().ok()).unwrap_or("-"),
+        );
+        let answer = match too_large(&request) {
+            Some(refusal) => Answer::Now {
+                response: Some(refusal),
+            },
+            None => Answer::Later {
+                future: span.in_scope(|| self.inner.call(request)),
+            },
+        };
+        Observed {
+            answer,
+            span,
+            started: Instant::now(),
+            request_id: id,
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer now (a refusal) or the inner service's, later.
+    #[project = AnswerProj]
+    pub enum Answer<F> {
+        Now { response: Option<Response> },
+        Later { #[pin] future: F },
+    }
+}
+
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AnswerProj::Now { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+            AnswerProj::Later { future } => future.poll(cx),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of an [`Observe`] service.
+    pub struct Observed<F> {
+        #[pin]
+        answer: Answer<F>,
+        span: tracing::Span,
+        started: Instant,
+        request_id: Option<HeaderValue>,
+        headers: ResponseHeaders,
+    }
+}
+
+impl<F> Future for Observed<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let Ok(mut response) = std::task::ready!(this.answer.poll(cx));
+        this.headers
+            .merge_into(response.headers_mut(), this.request_id.take());
+        let status = response.status().as_u16();
+        let latency_ms = this.started.elapsed().as_secs_f64() * 1000.0;
+        if response.status().is_server_error() {
+            tracing::warn!(status, latency_ms, "response failed");
+        } else {
+            tracing::debug!(status, latency_ms, "finished processing request");
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 #[cfg(test)]

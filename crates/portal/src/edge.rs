@@ -5,23 +5,28 @@
 //!   connections count only globally) on open connections. Over a cap the
 //!   connection is closed at once (plain HTTP gets a one-line 503 first).
 //! - `HEADER_READ_TIMEOUT`: a request head (and, with TLS, the handshake) must
-//!   arrive within it, and a kept-alive connection may sit idle no longer
-//!   (hyper restarts the timer whenever the connection waits for a new head).
+//!   arrive within it, and a kept-alive connection may sit idle no longer: the
+//!   clock starts when the connection opens and whenever an answer has been
+//!   sent, and stops when a head is complete. One timer per connection,
+//!   re-armed lazily ([`HeadClock`]): hyper's own header timer is a boxed sleep
+//!   registered and cancelled in the shared timer wheel on every request.
 //! - A read buffer of [`MAX_BUF`] per connection: a head larger than that is
 //!   refused, so a trickled head holds kilobytes, not hyper's default ~400 KB.
 //! - On shutdown: stop accepting, let in-flight requests finish, and cut
 //!   whatever is still open after `DRAIN_TIMEOUT`.
 
 use crate::client::{ClientKey, Quota, QuotaMetrics, TrustedProxies};
-use axum::Router;
+use crate::web::Public;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +62,7 @@ Too many connections; retry soon.";
 /// Serves `router` on `listener` until `stop` is cancelled, then drains.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: Public,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     trusted: TrustedProxies,
@@ -67,10 +72,8 @@ pub async fn serve(
     let quota =
         Quota::new(limits.max_connections, limits.max_connections_per_client).counted(metrics);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(MAX_BUF)
-        .keep_alive(true);
+    // No header_read_timeout here: see HeadClock.
+    http.max_buf_size(MAX_BUF).keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Cancelled when the drain deadline passes: every connection still open is cut.
     let cut = CancellationToken::new();
@@ -106,6 +109,7 @@ pub async fn serve(
             peer,
             watcher: graceful.watcher(),
             cut: cut.clone(),
+            head_limit: limits.header_read_timeout,
         };
         let tls = tls.clone();
         let handshake_limit = limits.header_read_timeout;
@@ -150,10 +154,11 @@ pub async fn serve(
 /// One accepted connection, ready to serve.
 struct Connection {
     http: hyper::server::conn::http1::Builder,
-    router: Router,
+    router: Public,
     peer: SocketAddr,
     watcher: hyper_util::server::graceful::Watcher,
     cut: CancellationToken,
+    head_limit: Duration,
 }
 
 impl Connection {
@@ -167,21 +172,125 @@ impl Connection {
             peer,
             watcher,
             cut,
+            head_limit,
         } = self;
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request.map(Body::new))
+        let clock = Arc::new(HeadClock::new());
+        let service = hyper::service::service_fn({
+            let clock = clock.clone();
+            move |mut request: hyper::Request<Incoming>| {
+                clock.busy();
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let answer = router.clone().oneshot(request.map(Body::new));
+                let clock = clock.clone();
+                async move {
+                    let response = answer.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| Sent { body, clock }))
+                }
+            }
         });
         let served = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::select! {
             result = served => {
                 if let Err(err) = result {
-                    // Timeouts, resets, malformed heads: the client's problem, not ours.
+                    // Resets, malformed heads: the client's problem, not ours.
                     tracing::debug!(error = %err, %peer, "connection ended with an error");
                 }
             }
+            () = clock.expired(head_limit) => {
+                tracing::debug!(%peer, "no request head within HEADER_READ_TIMEOUT; closing");
+            }
             () = cut.cancelled() => {}
         }
+    }
+}
+
+/// When a connection began waiting for a request head (it opened, or its
+/// last answer was sent), or that it is busy with a request. Set by the
+/// connection's own task (the service and the answer's body), read by its
+/// [`HeadClock::expired`]: no lock, no timer per request.
+struct HeadClock {
+    opened: Instant,
+    /// Milliseconds after `opened` the wait began, or [`BUSY`].
+    waiting_since: AtomicU64,
+}
+
+const BUSY: u64 = u64::MAX;
+
+impl HeadClock {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            waiting_since: AtomicU64::new(0),
+        }
+    }
+
+    /// A head is complete: the request is being served.
+    fn busy(&self) {
+        self.waiting_since.store(BUSY, Ordering::Relaxed);
+    }
+
+    /// The answer is sent: the connection waits for the next head.
+    fn waiting(&self) {
+        let since = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(BUSY - 1);
+        self.waiting_since.store(since, Ordering::Relaxed);
+    }
+
+    fn waiting_since(&self) -> Option<Instant> {
+        match self.waiting_since.load(Ordering::Relaxed) {
+            BUSY => None,
+            since => Some(self.opened + Duration::from_millis(since)),
+        }
+    }
+
+    /// Resolves once the connection has waited `limit` for a head. One sleep,
+    /// moved only when it fires: to the wait's own deadline, or `limit` on
+    /// while a request is served.
+    async fn expired(&self, limit: Duration) {
+        let sleep = tokio::time::sleep(limit);
+        tokio::pin!(sleep);
+        loop {
+            sleep.as_mut().await;
+            let now = Instant::now();
+            let deadline = match self.waiting_since() {
+                None => now + limit,
+                Some(since) if now >= since + limit => return,
+                Some(since) => since + limit,
+            };
+            sleep.as_mut().reset(deadline.into());
+        }
+    }
+}
+
+/// An answer's body; once hyper has sent it (and drops it) the connection
+/// waits for its next head.
+struct Sent {
+    body: Body,
+    clock: Arc<HeadClock>,
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        self.clock.waiting();
+    }
+}
+
+impl hyper::body::Body for Sent {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -46,7 +46,7 @@ use web::WebState;
 pub struct Application {
     public: TcpListener,
     admin: TcpListener,
-    router: axum::Router,
+    router: web::Public,
     admin_router: axum::Router,
     catalog: Catalog,
     upstream: Upstream,
@@ -162,8 +162,8 @@ impl Application {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
-    /// The public router, for `oneshot` tests.
-    pub fn router(&self) -> axum::Router {
+    /// The public service, for `oneshot` tests.
+    pub fn router(&self) -> web::Public {
         self.router.clone()
     }
 

@@ -46,8 +46,11 @@ pub struct AppState {
     pub full_list: items::FullListCache,
 }
 
+/// The service: every route, [`ops::http::observe`]d.
+pub type Service = ops::http::Observe<Router>;
+
 /// The router with every route and the shared middleware.
-pub fn router(state: AppState, http_metrics: HttpMetrics, instance: &str) -> Router {
+pub fn router(state: AppState, http_metrics: HttpMetrics, instance: &str) -> Service {
     let api = Router::new()
         .route("/hardware", get(items::list).post(items::create))
         .route("/hardware/", get(items::list).post(items::create))

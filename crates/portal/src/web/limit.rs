@@ -13,8 +13,7 @@
 
 use super::PageError;
 use crate::client::ClientKey;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -117,8 +116,9 @@ impl RateLimiter {
     }
 }
 
-/// Middleware: limits by the client [`super::identify`] found.
-pub async fn enforce(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
+/// Lets `request` through, or the 429 answer when its client (found by
+/// [`super::identify`]) is over its rate; `/healthz` and `/readyz` always pass.
+pub fn refusal(limiter: &RateLimiter, request: &Request) -> Option<Response> {
     let path = request.uri().path();
     let exempt = path == "/healthz" || path == "/readyz";
     let client = request.extensions().get::<ClientKey>().copied();
@@ -126,9 +126,9 @@ pub async fn enforce(State(limiter): State<RateLimiter>, request: Request, next:
         && let Err(wait) = limiter.check(client, Instant::now())
     {
         let seconds = wait.as_secs().max(1);
-        return PageError::TooManyRequests(seconds).into_response();
+        return Some(PageError::TooManyRequests(seconds).into_response());
     }
-    next.run(request).await
+    None
 }
 
 #[cfg(test)]

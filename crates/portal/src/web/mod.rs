@@ -98,14 +98,18 @@ async fn ready(axum::extract::State(state): axum::extract::State<WebState>) -> R
     }
 }
 
-/// The public router.
+/// The public service: the routes behind the [`Gate`], [`ops::http::observe`]d
+/// with the security headers. Served directly by the edge (no outer router).
+pub type Public = ops::http::Observe<Gate<Router>>;
+
+/// The public service.
 pub fn router(
     state: WebState,
     http_metrics: HttpMetrics,
     limiter: Option<limit::RateLimiter>,
     trusted: TrustedProxies,
     tls: bool,
-) -> Router {
+) -> Public {
     let instance = state.instance.clone();
     let routes = Router::new()
         .route("/", get(dashboard::page))
@@ -118,17 +122,52 @@ pub fn router(
         .route_layer(ops::metrics::Track(http_metrics))
         .fallback(|| async { PageError::NotFound })
         .with_state(state);
-    // Around the router, not in each route (see `ops::http::observe`).
-    let stack = tower::ServiceBuilder::new()
-        .layer(security_headers(tls).layer())
-        .layer(tower::util::MapRequestLayer::new(move |request| {
-            identify(&trusted, request)
-        }))
-        .option_layer(
-            limiter.map(|limiter| axum::middleware::from_fn_with_state(limiter, limit::enforce)),
-        )
-        .service(routes);
-    ops::http::observe(stack, &instance)
+    let gate = Gate {
+        inner: routes,
+        trusted,
+        limiter,
+    };
+    ops::http::observe(gate, &instance).with_headers(&security_headers(tls))
+}
+
+/// In front of the routes: finds who sent each request ([`identify`]) and
+/// applies the per-client rate limit ([`limit::RateLimiter`]; `/healthz` and
+/// `/readyz` are exempt). A plain service: no boxed future per request.
+#[derive(Debug, Clone)]
+pub struct Gate<S> {
+    inner: S,
+    trusted: TrustedProxies,
+    limiter: Option<limit::RateLimiter>,
+}
+
+impl<S> tower::Service<Request> for Gate<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = ops::http::Answer<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let request = identify(&self.trusted, request);
+        if let Some(limiter) = &self.limiter
+            && let Some(refusal) = limit::refusal(limiter, &request)
+        {
+            return ops::http::Answer::Now {
+                response: Some(refusal),
+            };
+        }
+        ops::http::Answer::Later {
+            future: self.inner.call(request),
+        }
+    }
 }
 
 /// The security headers, set on every response that does not set its own.

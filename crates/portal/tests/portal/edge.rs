@@ -30,7 +30,7 @@ async fn until_closed(socket: &mut TcpStream, limit: Duration) -> Option<(Vec<u8
 }
 
 #[tokio::test]
-async fn an_unfinished_head_and_an_idle_connection_are_closed_within_the_timeout() {
+async fn unfinished_heads_and_idle_connections_are_closed_within_the_timeout_streams_are_not() {
     let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
     let portal = spawn_portal(&stub.url(), &["--header-read-timeout=600ms"]).await;
 
@@ -54,6 +54,49 @@ async fn an_unfinished_head_and_an_idle_connection_are_closed_within_the_timeout
         .expect("the server closes an idle connection");
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
     assert!(took < Duration::from_millis(1500), "closed after {took:?}");
+
+    // The bound is on the whole head, not on the gap between bytes: a head
+    // trickled a byte every 100 ms is closed all the same.
+    let mut drip = TcpStream::connect(portal.addr).await.expect("connects");
+    let started = Instant::now();
+    let mut closed_after = None;
+    for byte in b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+        if drip.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let mut probe = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(100), drip.read(&mut probe)).await
+        {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let closed_after = closed_after.expect("the server closes a trickled head");
+    assert!(
+        closed_after < Duration::from_millis(1500),
+        "closed after {closed_after:?}"
+    );
+
+    // A request being answered is not waiting for a head: a live stream stays
+    // open well past the timeout.
+    let mut stream = TcpStream::connect(portal.addr).await.expect("connects");
+    stream
+        .write_all(b"GET /events HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("writes");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_millis(2000) {
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => panic!("the stream was closed after {:?}", held.elapsed()),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
     portal.stop.cancel();
 }
 

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 use wire::Availability;
 
-async fn get(router: &axum::Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, String) {
+async fn get(
+    router: &portal::web::Public,
+    uri: &str,
+) -> (StatusCode, axum::http::HeaderMap, String) {
     let response = router
         .clone()
         .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
