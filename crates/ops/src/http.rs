@@ -74,13 +74,14 @@ pub fn request_id<B>(mut request: Request<B>) -> Request<B> {
 /// the thread's userspace generator (seeded from the system once): asking the
 /// kernel (`getrandom`) for each was one system call per request, as many as
 /// reading the request and writing the answer.
+///
+/// Its bytes are held once, shared by the request's header and the
+/// response's (a clone counts a reference instead of copying the text).
 fn new_request_id() -> Option<HeaderValue> {
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-    HeaderValue::from_str(
-        id.hyphenated()
-            .encode_lower(&mut uuid::Uuid::encode_buffer()),
-    )
-    .ok()
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut text);
+    HeaderValue::from_maybe_shared(axum::body::Bytes::from_owner(text)).ok()
 }
 
 /// Headers set on every response that does not set its own.
@@ -105,32 +106,29 @@ impl ResponseHeaders {
         Self(std::sync::Arc::new(map))
     }
 
-    /// Puts these headers, then `request_id`, then the response's own (which
-    /// win) into `headers`: a copy of a ready map and one insert per own
-    /// header, rather than a lookup and an insert per fixed header.
+    /// Sets `request_id` and these headers where `headers` has none of its
+    /// own: one lookup each, in room made once (none when the response was
+    /// built with [`ROOM`] to spare).
     fn merge_into(&self, headers: &mut HeaderMap, request_id: Option<HeaderValue>) {
-        let own = std::mem::replace(headers, (*self.0).clone());
-        headers.reserve(own.len() + 1);
-        if let Some(id) = request_id {
-            headers.insert(HeaderName::from_static(wire::REQUEST_ID), id);
+        use axum::http::header::Entry;
+        headers.reserve(self.0.len() + 1);
+        if let Some(id) = request_id
+            && let Entry::Vacant(slot) = headers.entry(wire::REQUEST_ID)
+        {
+            slot.insert(id);
         }
-        let mut last: Option<HeaderName> = None;
-        for (name, value) in own {
-            match name {
-                Some(name) => {
-                    headers.insert(&name, value);
-                    last = Some(name);
-                }
-                // Further values of the name before it.
-                None => {
-                    if let Some(name) = &last {
-                        headers.append(name, value);
-                    }
-                }
+        for (name, value) in self.0.iter() {
+            if let Entry::Vacant(slot) = headers.entry(name) {
+                slot.insert(value.clone());
             }
         }
     }
 }
+
+/// Room a handler can leave in its response's headers for the ones
+/// [`observe`] adds (request id, `x-served-by`, the fixed headers), so they
+/// go in without growing the map.
+pub const ROOM: usize = 12;
 
 /// Wraps a service (our routers) so that every request
 /// - has an `x-request-id` (kept when the caller sent a valid one — see

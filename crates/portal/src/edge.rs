@@ -18,7 +18,6 @@
 use crate::client::{ClientKey, Quota, QuotaMetrics, TrustedProxies};
 use crate::web::Public;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
@@ -110,6 +109,7 @@ pub async fn serve(
             watcher: graceful.watcher(),
             cut: cut.clone(),
             head_limit: limits.header_read_timeout,
+            trusted: trusted.clone(),
         };
         let tls = tls.clone();
         let handshake_limit = limits.header_read_timeout;
@@ -159,6 +159,7 @@ struct Connection {
     watcher: hyper_util::server::graceful::Watcher,
     cut: CancellationToken,
     head_limit: Duration,
+    trusted: TrustedProxies,
 }
 
 impl Connection {
@@ -173,13 +174,16 @@ impl Connection {
             watcher,
             cut,
             head_limit,
+            trusted,
         } = self;
         let clock = Arc::new(HeadClock::new());
         let service = hyper::service::service_fn({
             let clock = clock.clone();
             move |mut request: hyper::Request<Incoming>| {
                 clock.busy();
-                request.extensions_mut().insert(ConnectInfo(peer));
+                // Who sent it, for the per-client bounds behind (see `web::identify`).
+                let client = ClientKey::of(trusted.client_ip(peer.ip(), request.headers()));
+                request.extensions_mut().insert(client);
                 let answer = router.clone().oneshot(request.map(Body::new));
                 let clock = clock.clone();
                 async move {

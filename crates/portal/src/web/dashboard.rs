@@ -10,7 +10,7 @@ use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Response;
 use chrono::Utc;
 use wire::Availability;
 
@@ -143,11 +143,16 @@ pub async fn page(
             }
         }
     };
-    let mut response = Html(html).into_response();
+    let mut response = Response::new(axum::body::Body::from(html));
+    // Room for what `ops::http::observe` adds on the way out.
+    let headers = response.headers_mut();
+    *headers = axum::http::HeaderMap::with_capacity(2 + ops::http::ROOM);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     // The page is a view of live data: never cache it.
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
