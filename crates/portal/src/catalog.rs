@@ -352,6 +352,11 @@ const LIST_PATH: &str = "/hardware/?wait=0";
 /// The change feed, followed by a version.
 const CHANGES_PATH: &str = "/hardware/changes?since=";
 
+/// Whether a page can be answered: there is data, or fetching it failed.
+fn settled(view: View) -> bool {
+    view.data.is_some() || view.failing_since.is_some()
+}
+
 impl Catalog {
     pub fn new(upstream: Upstream, registry: &mut Registry) -> Self {
         let (changes, _) = watch::channel(Signal::default());
@@ -663,11 +668,16 @@ impl Catalog {
     /// by every visitor waiting, each waiting at most `limit`. Once an attempt
     /// has failed (and until one succeeds) it returns at once.
     pub async fn ensure_loaded(&self, request_id: &str, limit: Duration) {
-        let settled = |view: View| view.data.is_some() || view.failing_since.is_some();
         // The common case, first and cheapest: there is data.
         if settled(self.view()) {
             return;
         }
+        // Boxed: the fetch's future is large, and inline it would make every
+        // page request's future (allocated per request) as large.
+        Box::pin(self.first_fetch(request_id, limit)).await;
+    }
+
+    async fn first_fetch(&self, request_id: &str, limit: Duration) {
         let mut changes = self.subscribe();
         if settled(self.view()) {
             return;

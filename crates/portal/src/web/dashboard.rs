@@ -1,6 +1,6 @@
 //! `GET /`: the dashboard page.
 
-use super::cache::{Lookup, Stamp};
+use super::cache::{Claim, Lookup, Stamp};
 use super::view::{Filters, RawFilters, SortKey, age, badge_text, iso, level_class, level_label};
 use super::{PageError, WebState};
 use crate::catalog::{Data, Entry};
@@ -123,23 +123,19 @@ pub async fn page(
             Lookup::Wait(mut done) => {
                 let _ = done.changed().await;
             }
+            // Boxed: the wait for a render turn would otherwise be part of
+            // every page request's future (allocated per request).
             Lookup::Render(claim) => {
-                // One render per core at once and one per client at a time:
-                // a flood of distinct views queues behind itself, bounded in
-                // CPU and memory, while other visitors keep their turn.
-                let _turn = state
-                    .renders
-                    .take(client)
-                    .await
-                    .ok_or(PageError::Unavailable)?;
-                // Another client may have rendered it meanwhile.
-                if let Some(page) = state.pages.get(&key, stamp) {
-                    break page;
-                }
-                let page = axum::body::Bytes::from(render(&state, data, &filters, stale, now)?);
-                state.pages.put(key, stamp, page.clone());
-                drop(claim);
-                break page;
+                let miss = Miss {
+                    state: &state,
+                    data,
+                    filters: &filters,
+                    stale,
+                    now,
+                    stamp,
+                    client,
+                };
+                break Box::pin(miss.render(key, claim)).await?;
             }
         }
     };
@@ -154,6 +150,45 @@ pub async fn page(
     // The page is a view of live data: never cache it.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// A page not in the cache, to render.
+struct Miss<'a> {
+    state: &'a WebState,
+    data: &'a Data,
+    filters: &'a Filters,
+    stale: bool,
+    now: chrono::DateTime<Utc>,
+    stamp: Stamp,
+    client: ClientKey,
+}
+
+impl Miss<'_> {
+    async fn render(self, key: String, claim: Claim) -> Result<axum::body::Bytes, PageError> {
+        // One render per core at once and one per client at a time: a flood
+        // of distinct views queues behind itself, bounded in CPU and memory,
+        // while other visitors keep their turn.
+        let _turn = self
+            .state
+            .renders
+            .take(self.client)
+            .await
+            .ok_or(PageError::Unavailable)?;
+        // Another client may have rendered it meanwhile.
+        if let Some(page) = self.state.pages.get(&key, self.stamp) {
+            return Ok(page);
+        }
+        let page = axum::body::Bytes::from(render(
+            self.state,
+            self.data,
+            self.filters,
+            self.stale,
+            self.now,
+        )?);
+        self.state.pages.put(key, self.stamp, page.clone());
+        drop(claim);
+        Ok(page)
+    }
 }
 
 fn render(
