@@ -27,6 +27,25 @@ fn to_ms(text: &str) -> f64 {
     }
 }
 
+impl Load {
+    /// Rounds of the same load as one: mean req/s, median p50, the worst
+    /// round's p99 and max (no better than the p99 of all requests
+    /// together), summed counts.
+    pub fn combine(runs: &[Load]) -> Load {
+        let mut p50: Vec<f64> = runs.iter().map(|run| run.p50_ms).collect();
+        p50.sort_by(f64::total_cmp);
+        let worst = |pick: fn(&Load) -> f64| runs.iter().map(pick).fold(0.0, f64::max);
+        Load {
+            rps: runs.iter().map(|run| run.rps).sum::<f64>() / runs.len().max(1) as f64,
+            p50_ms: p50.get(p50.len() / 2).copied().unwrap_or(f64::NAN),
+            p99_ms: worst(|run| run.p99_ms),
+            max_ms: worst(|run| run.max_ms),
+            requests: runs.iter().map(|run| run.requests).sum(),
+            errors: runs.iter().map(|run| run.errors).sum(),
+        }
+    }
+}
+
 pub fn wrk(port: u16, path: &str, connections: u32, seconds: u64) -> Result<Load> {
     let script = format!(
         "ulimit -n 65536 2>/dev/null || ulimit -n 4096; exec wrk -t2 -c{connections} -d{seconds}s --timeout 5s --latency http://127.0.0.1:{port}{path}"

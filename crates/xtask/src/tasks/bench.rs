@@ -19,6 +19,8 @@ const SIZES: [usize; 3] = [2, 10_000, 100_000];
 /// How long the services are watched doing nothing (no visitor) for their idle CPU.
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 const CONNECTIONS: [u32; 3] = [50, 200, 1000];
+/// Rounds of every load and its yardstick, alternating.
+const ROUNDS: usize = 3;
 /// RSS "at rest" is read this long after launch: values filled, no visitor
 /// for the idle window, and hardware's full-list rendering (kept 30 s after
 /// its last use: the portal's first contact, the fill checks) dropped.
@@ -208,11 +210,35 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     let mut hardware_loads = Vec::new();
     let mut page_limit = Vec::new();
     let mut list_limit = Vec::new();
+    // In rounds, each load alternating with its yardstick's: a burst of
+    // background work (a TTL's re-probes, a neighbour on the machine) falls
+    // on both alike instead of on whichever ran during it.
     for c in CONNECTIONS {
-        portal_loads.push((c, wrk(portal_port, "/", c, seconds)?));
-        page_limit.push((c, wrk(page_port, "/", c, seconds)?));
-        hardware_loads.push((c, wrk(hw_port, "/hardware/", c, seconds)?));
-        list_limit.push((c, wrk(list_port, "/", c, seconds)?));
+        for (service, path, yardstick_port, loads, limits) in [
+            (
+                portal_port,
+                "/",
+                page_port,
+                &mut portal_loads,
+                &mut page_limit,
+            ),
+            (
+                hw_port,
+                "/hardware/",
+                list_port,
+                &mut hardware_loads,
+                &mut list_limit,
+            ),
+        ] {
+            let mut runs = Vec::new();
+            let mut yardstick_runs = Vec::new();
+            for _ in 0..ROUNDS {
+                runs.push(wrk(service, path, c, seconds)?);
+                yardstick_runs.push(wrk(yardstick_port, "/", c, seconds)?);
+            }
+            loads.push((c, Load::combine(&runs)));
+            limits.push((c, Load::combine(&yardstick_runs)));
+        }
     }
     drop(page_yardstick);
     drop(list_yardstick);
@@ -486,9 +512,10 @@ Load: `wrk -t2 -cC -dDs --latency`.\n"
         out,
         "Every throughput row is set against its own yardstick, measured in the same run: a bare \
 axum server (`crates/baseline`) answering a fixed body of exactly as many bytes as that row's \
-response (the dashboard page, or the full list), at the same connection count, run right after \
-that row's load with the same services up (hardware probing, the portal syncing), so both meet the \
-same machine.\n"
+response (the dashboard page, or the full list), at the same connection count, with the same \
+services up (hardware probing, the portal syncing): {ROUNDS} rounds of the load and then the \
+yardstick, alternating, so both meet the same machine. req/s is the mean of the rounds, p50 \
+the median round's, p99 and max the worst round's.\n"
     );
     for (title, pick) in [
         ("Warm portal `/` (the dashboard)", 0usize),
