@@ -56,18 +56,16 @@ pub fn valid_request_id(id: &[u8]) -> bool {
 }
 
 /// Keeps a valid `x-request-id`, replaces a missing or invalid one with a
-/// new UUID (a plain function of the request: see [`observe`]).
-pub fn request_id<B>(mut request: Request<B>) -> Request<B> {
-    let valid = request
-        .headers()
-        .get(wire::REQUEST_ID)
-        .is_some_and(|id| valid_request_id(id.as_bytes()));
-    if !valid && let Some(id) = new_request_id() {
-        request
-            .headers_mut()
-            .insert(HeaderName::from_static(wire::REQUEST_ID), id);
+/// new UUID; returns the id the request now carries.
+fn request_id(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    if let Some(id) = headers.get(wire::REQUEST_ID)
+        && valid_request_id(id.as_bytes())
+    {
+        return Some(id.clone());
     }
-    request
+    let id = new_request_id()?;
+    headers.insert(HeaderName::from_static(wire::REQUEST_ID), id.clone());
+    Some(id)
 }
 
 /// A new random (v4 UUID) request id, as a header value. The bytes come from
@@ -183,9 +181,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let request = request_id(request);
-        let id = request.headers().get(wire::REQUEST_ID).cloned();
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let id = request_id(request.headers_mut());
         let span = tracing::info_span!(
             "request",
             method = %request.method(),
