@@ -95,6 +95,13 @@ pub struct Settings {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
+    /// Connections the kernel may queue for the public listener before the
+    /// portal accepts them (listen backlog; the kernel caps it at
+    /// net.core.somaxconn). When the queue is full the kernel drops new SYNs and
+    /// a visitor's browser retries only after a second.
+    #[arg(long, env = "LISTEN_BACKLOG", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub listen_backlog: u32,
+
     /// Connections one client may hold open (0: no per-client cap). A trusted
     /// proxy's connections count only toward MAX_CONNECTIONS.
     #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]

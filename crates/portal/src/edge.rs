@@ -21,6 +21,7 @@ use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +55,24 @@ pub fn register_metrics(registry: &mut Registry) -> QuotaMetrics {
     )
 }
 
+/// The public listener, with `backlog` connections queued by the kernel
+/// before they are accepted (tokio's `bind` asks for 128: a burst of new
+/// connections fills that at once, and every SYN after it is dropped until
+/// the client retransmits a second later).
+pub fn listen(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
+}
+
+/// Connections accepted in one go before the accept loop lets other tasks run.
+const ACCEPT_BATCH: usize = 64;
+
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
 content-type: text/plain\r\nretry-after: 5\r\ncontent-length: 33\r\n\r\n\
 Too many connections; retry soon.";
@@ -76,11 +95,20 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Cancelled when the drain deadline passes: every connection still open is cut.
     let cut = CancellationToken::new();
+    // The first connection of each wake-up comes through tokio; the rest of
+    // what the kernel queued is drained from a second handle of the same
+    // socket without the reactor, so a refused connection costs accept, one
+    // write and close (a tokio TcpStream registers and deregisters with epoll).
+    // Draining to WouldBlock leaves tokio's readiness set: its next accept
+    // finds the queue empty once, then waits.
+    let std_listener = listener.into_std()?;
+    let drain = std_listener.try_clone()?;
+    let listener = TcpListener::from_std(std_listener)?;
     loop {
-        let (tcp, peer) = tokio::select! {
+        let mut first = tokio::select! {
             () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+            accepted = listener.accept() => match accepted.and_then(|(tcp, peer)| Ok((tcp.into_std()?, peer))) {
+                Ok(pair) => Some(pair),
                 Err(err) => {
                     // Out of file descriptors (or a transient error): back off
                     // instead of spinning; open connections keep being served.
@@ -90,46 +118,67 @@ pub async fn serve(
                 }
             },
         };
-        let client = (!trusted.trusts(peer.ip())).then(|| ClientKey::of(peer.ip()));
-        let pass = match quota.enter(client) {
-            Ok(pass) => pass,
-            Err(_) => {
+        for _ in 0..ACCEPT_BATCH {
+            let (tcp, peer) = match first.take().map_or_else(|| drain.accept(), Ok) {
+                Ok(pair) => pair,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    break;
+                }
+            };
+            let client = (!trusted.trusts(peer.ip())).then(|| ClientKey::of(peer.ip()));
+            let Ok(pass) = quota.enter(client) else {
                 if tls.is_none() {
-                    // Best effort, never waits: the socket buffer takes it or not.
-                    let _ = tcp.try_write(REFUSAL);
+                    // A drained socket is blocking (accept does not pass the
+                    // listener's O_NONBLOCK on), but a fresh socket's empty
+                    // send buffer takes these bytes at once: this never waits.
+                    let _ = (&tcp).write(REFUSAL);
                 }
                 continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let connection = Connection {
-            http: http.clone(),
-            router: router.clone(),
-            peer,
-            watcher: graceful.watcher(),
-            cut: cut.clone(),
-            head_limit: limits.header_read_timeout,
-            trusted: trusted.clone(),
-        };
-        let tls = tls.clone();
-        let handshake_limit = limits.header_read_timeout;
-        tokio::spawn(async move {
-            let _pass = pass;
-            match tls {
-                None => connection.run(tcp).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake_limit, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => connection.run(stream).await,
-                        Ok(Err(err)) => {
-                            tracing::debug!(error = %err, %peer, "TLS handshake failed")
+            };
+            let tcp = match tcp
+                .set_nonblocking(true)
+                .and_then(|()| tcp.set_nodelay(true))
+                .and_then(|()| tokio::net::TcpStream::from_std(tcp))
+            {
+                Ok(tcp) => tcp,
+                Err(err) => {
+                    tracing::debug!(error = %err, %peer, "accepted connection unusable");
+                    continue;
+                }
+            };
+            let connection = Connection {
+                http: http.clone(),
+                router: router.clone(),
+                peer,
+                watcher: graceful.watcher(),
+                cut: cut.clone(),
+                head_limit: limits.header_read_timeout,
+                trusted: trusted.clone(),
+            };
+            let tls = tls.clone();
+            let handshake_limit = limits.header_read_timeout;
+            tokio::spawn(async move {
+                let _pass = pass;
+                match tls {
+                    None => connection.run(tcp).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(handshake_limit, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => connection.run(stream).await,
+                            Ok(Err(err)) => {
+                                tracing::debug!(error = %err, %peer, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-            }
-        });
+            });
+        }
+        tokio::task::yield_now().await;
     }
-    drop(listener);
+    drop((listener, drain));
     let open = quota.held();
     if open > 0 {
         tracing::info!(

@@ -125,8 +125,7 @@ impl Application {
                     async move { ops::metrics::render(&registry) }
                 }),
             );
-        let public = TcpListener::bind(settings.listen)
-            .await
+        let public = edge::listen(settings.listen, settings.listen_backlog)
             .with_context(|| format!("PORTAL_LISTEN: cannot listen on {}", settings.listen))?;
         let admin = TcpListener::bind(settings.admin_listen)
             .await
