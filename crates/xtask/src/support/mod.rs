@@ -71,12 +71,26 @@ pub fn build_release(packages: &[&str]) -> Result {
     run(&mut cmd)
 }
 
-/// A TCP port free on 127.0.0.1 right now.
+/// A TCP port free on 127.0.0.1 right now, and not handed out before by this
+/// process: the kernel may give the port it just released to the next
+/// `bind(0)`, so two calls in a row (a service's port and its admin port)
+/// could otherwise name the same one.
 pub fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|err| format!("no free port on 127.0.0.1: {err}"))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .map_err(|err| format!("no free port on 127.0.0.1: {err}"))?;
+        let mut given = GIVEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err("no free port on 127.0.0.1 that was not handed out already".into())
 }
 
 /// A Go tool of `tools/` (a tiny main over a module pinned in tools/go.mod
