@@ -158,17 +158,27 @@ check "prod: evicting the other right after is refused by the budget" grep -q 'd
 check "prod: the portal is back to 2 Ready" kn rollout status deployment/portal --timeout 90s > /dev/null
 
 echo "== rolling update of hardware and portal under load from inside the cluster"
-load() { # seconds url: prints "ok bad"
-  probe bash -c 'end=$((SECONDS + $1)); ok=0; bad=0
-    while [ $SECONDS -lt $end ]; do
-      code=$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 "$2")
-      if [ "$code" = 200 ]; then ok=$((ok + 1)); else bad=$((bad + 1)); echo "failed: $code" >&2; fi
-    done; echo "$ok $bad"' load "$1" "$2"
+# The load is one client (the probe pod) at a fixed rate, a new connection per request, so what
+# it proves does not depend on the machine's speed: at LOAD_RATE it stays well under the portal's
+# per-client limit as prod ships it (RATE_LIMIT_PER_SECOND, default 50 a second, burst 100), and
+# every answer that is not a 200 — a 429 included — is a failed request.
+LOAD_RATE=${LOAD_RATE:-20}
+LOAD_SECONDS=100
+limit=$(kn get deployment portal -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="RATE_LIMIT_PER_SECOND")].value}')
+limit=${limit:-50}
+check "prod: the rollout load's rate ($LOAD_RATE/s) is under the portal's per-client limit ($limit/s)" \
+  [ "$LOAD_RATE" -lt "$limit" ]
+load() { # seconds url: prints "ok bad seconds"; each failed answer's code on stderr
+  probe bash -c 'for _ in $(seq $(($1 * $3))); do printf "url = \"%s\"\noutput = \"/dev/null\"\n" "$2"; done \
+    | { start=$SECONDS; curl -s --rate "$3/s" --max-time 5 -H "Connection: close" -w "%{http_code}\n" -K -
+        echo "took $((SECONDS - start))"; } \
+    | awk '"'"'$1 == "took" { took = $2; next } $1 == "200" { ok++; next } { bad++; print "failed: " $1 > "/dev/stderr" }
+        END { print ok + 0, bad + 0, took }'"'"'' load "$1" "$2" "$LOAD_RATE"
 }
 out=$(mktemp -d)
-load 100 "http://portal.$NS.svc.cluster.local:5000/" > "$out/portal" 2> "$out/portal.err" &
+load "$LOAD_SECONDS" "http://portal.$NS.svc.cluster.local:5000/" > "$out/portal" 2> "$out/portal.err" &
 portal_load=$!
-load 100 "http://hardware.$NS.svc.cluster.local:5001/hardware/" > "$out/hardware" 2> "$out/hardware.err" &
+load "$LOAD_SECONDS" "http://hardware.$NS.svc.cluster.local:5001/hardware/" > "$out/hardware" 2> "$out/hardware.err" &
 hardware_load=$!
 sleep 3
 started=$SECONDS
@@ -178,8 +188,8 @@ check "prod: hardware rolled out to 0.1.1" kn rollout status deployment/hardware
 check "prod: portal rolled out to 0.1.1" kn rollout status deployment/portal --timeout 150s > /dev/null
 figure "both rollouts done after $((SECONDS - started)) s"
 wait "$portal_load" "$hardware_load"
-read -r p_ok p_bad < "$out/portal"; read -r h_ok h_bad < "$out/hardware"
-figure "load through the rollouts: portal / $p_ok ok, $p_bad failed; hardware /hardware/ $h_ok ok, $h_bad failed"
+read -r p_ok p_bad p_took < "$out/portal"; read -r h_ok h_bad h_took < "$out/hardware"
+figure "load through the rollouts: $LOAD_RATE requests/s to each service from one client, a new connection each (the portal's per-client limit: $limit/s); portal / $p_ok ok, $p_bad failed in ${p_took:-?} s; hardware /hardware/ $h_ok ok, $h_bad failed in ${h_took:-?} s"
 sort "$out"/*.err | uniq -c | head -5
 check "prod: 0 failed requests to the portal during the rollouts (of ${p_ok:-0})" test "${p_bad:-1}" = 0 -a "${p_ok:-0}" -gt 0
 check "prod: 0 failed requests to hardware during the rollouts (of ${h_ok:-0})" test "${h_bad:-1}" = 0 -a "${h_ok:-0}" -gt 0

@@ -4,6 +4,7 @@ use crate::support::mariadb::MariaDb;
 use crate::support::redis::Redis;
 use crate::support::{Result, cargo, in_ci, provision, run as run_command, workspace_root};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,6 +14,55 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result {
+    let mut stages = Stages::default();
+    let result = run_stages(args, &mut stages);
+    stages.print(&result);
+    result
+}
+
+/// How long each stage of the test command took, printed at its end (also
+/// when a stage failed: the table shows which).
+#[derive(Default)]
+struct Stages {
+    began: Option<Instant>,
+    done: Vec<(&'static str, Duration)>,
+    current: Option<(&'static str, Instant)>,
+}
+
+impl Stages {
+    /// Ends the running stage (if any) and starts `name`.
+    fn next(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.began.get_or_insert(now);
+        if let Some((previous, since)) = self.current.replace((name, now)) {
+            self.done.push((previous, now - since));
+        }
+    }
+
+    fn print(mut self, result: &Result) {
+        let now = Instant::now();
+        let failed = self.current.take().map(|(name, since)| (name, now - since));
+        eprintln!("\nxtask: stage times");
+        let mut rows = self.done.clone();
+        if let Some(last) = failed {
+            rows.push(last);
+        }
+        for (i, (name, took)) in rows.iter().enumerate() {
+            let outcome = if i + 1 == rows.len() && result.is_err() {
+                "FAILED"
+            } else {
+                "ok"
+            };
+            eprintln!("  {name:<28} {:>6} s  {outcome}", took.as_secs());
+        }
+        if let Some(began) = self.began {
+            eprintln!("  {:<28} {:>6} s", "total", (now - began).as_secs());
+        }
+    }
+}
+
+fn run_stages(args: &Args, stages: &mut Stages) -> Result {
+    stages.next("provision (packages)");
     provision::ensure_mariadb()?;
     provision::ensure_redis()?;
     provision::ensure_packages(&["wrk"], "wrk")?;
@@ -22,6 +72,7 @@ pub fn run(args: &Args) -> Result {
         (Err(why), true) => return Err(format!("CI=true and the browser test cannot run: {why}")),
         (Err(why), false) => eprintln!("xtask: WARNING: {why}; the browser test will fail"),
     }
+    stages.next("cargo test (MariaDB, Redis)");
     let db = MariaDb::start()?;
     eprintln!("xtask: throwaway MariaDB on {}", db.display_url());
     let redis = Redis::start()?;
@@ -46,13 +97,20 @@ pub fn run(args: &Args) -> Result {
     drop(db);
     result?;
     check_sqlx_fresh(&fresh)?;
+    stages.next("deps (cargo-machete)");
     super::deps::run()?;
+    stages.next("lint (deployment files)");
     super::lint::run()?;
+    stages.next("fuzz (schemathesis)");
     super::fuzz::run()?;
+    stages.next("drills");
     super::drill::run(&super::drill::Args::default())?;
     // The compose proof: always in CI; elsewhere when a Docker engine answers.
     match provision::docker_usable() {
-        Ok(()) => super::e2e::run()?,
+        Ok(()) => {
+            stages.next("compose e2e");
+            super::e2e::run()?;
+        }
         Err(why) if in_ci() => {
             return Err(format!("CI=true and the compose e2e cannot run: {why}"));
         }
@@ -65,7 +123,10 @@ pub fn run(args: &Args) -> Result {
     }
     // The Kubernetes proof needs root (a kubelet) and the Docker engine above.
     match provision::root_for("the Kubernetes cluster") {
-        Ok(()) => super::cluster::run(&super::cluster::Args::default()),
+        Ok(()) => {
+            stages.next("Kubernetes cluster");
+            super::cluster::run(&super::cluster::Args::default())
+        }
         Err(why) if in_ci() => Err(format!("CI=true and the cluster proof cannot run: {why}")),
         Err(why) => {
             eprintln!("\nxtask: KUBERNETES PROOF NOT RUN: {why}. Run `sudo cargo xtask cluster`.");
@@ -73,6 +134,7 @@ pub fn run(args: &Args) -> Result {
         }
     }
 }
+
 /// Every query file the macros wrote while compiling must equal the committed
 /// one; when nothing was recompiled (a warm dev build) there is nothing to compare.
 fn check_sqlx_fresh(fresh: &Path) -> Result {
