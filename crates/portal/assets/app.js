@@ -61,21 +61,37 @@
   // last event id). When the portal refuses a stream (busy: 503, or 429) the
   // EventSource gives up for good, so this opens a new one after a while.
   var retryIn = 10000;
+  var source = null;
   function listen() {
-    var source = new EventSource("/events?since=" + encodeURIComponent(root.getAttribute("data-version")));
-    source.addEventListener("update", function (event) {
+    var own = new EventSource("/events?since=" + encodeURIComponent(root.getAttribute("data-version")));
+    source = own;
+    own.addEventListener("update", function (event) {
       retryIn = 10000;
       try { apply(JSON.parse(event.data)); } catch (err) { /* a malformed event is skipped */ }
     });
-    source.addEventListener("stale", function (event) {
+    own.addEventListener("stale", function (event) {
       try { showStale(JSON.parse(event.data)); } catch (err) { /* skipped */ }
     });
-    source.addEventListener("error", function () {
-      if (source.readyState !== EventSource.CLOSED) return;
-      setTimeout(listen, retryIn + Math.random() * retryIn);
+    own.addEventListener("error", function () {
+      if (own.readyState !== EventSource.CLOSED || source !== own) return;
+      source = null;
+      setTimeout(function () { if (!source) listen(); }, retryIn + Math.random() * retryIn);
       retryIn = Math.min(retryIn * 2, 300000);
     });
   }
-  if (window.EventSource) listen();
+  if (window.EventSource) {
+    listen();
+    // Leaving closes the stream, so the browser may keep the page in its
+    // back/forward cache; coming back opens it again from the version shown.
+    window.addEventListener("pagehide", function () {
+      if (source) source.close();
+      source = null;
+    });
+    window.addEventListener("pageshow", function (event) {
+      if (!event.persisted) return;
+      refreshAges();
+      if (!source) listen();
+    });
+  }
   setInterval(refreshAges, 5000);
 })();

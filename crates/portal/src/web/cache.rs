@@ -10,8 +10,8 @@
 //! drops everything older, and the pages kept never exceed `PAGE_CACHE_KIB`
 //! in bytes (a page that does not fit is served without being kept).
 
+use super::encoding::Encoded;
 use crate::client::ClientKey;
-use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +26,7 @@ pub struct Stamp {
 #[derive(Debug, Default)]
 struct Inner {
     stamp: Stamp,
-    pages: HashMap<String, Bytes>,
+    pages: HashMap<String, Arc<Encoded>>,
     bytes: usize,
     /// Renders under way, per client and page: that client's other requests
     /// for the page wait for it (woken all at once) instead of rendering it
@@ -38,7 +38,7 @@ struct Inner {
 #[derive(Debug)]
 pub enum Lookup {
     /// The page, rendered at this stamp.
-    Hit(Bytes),
+    Hit(Arc<Encoded>),
     /// This client is rendering it already: wait (`changed()` returns when it
     /// is done or abandoned), then look again.
     Wait(tokio::sync::watch::Receiver<()>),
@@ -120,7 +120,7 @@ impl PageCache {
     }
 
     /// The page for `key` rendered at exactly `stamp`, if any.
-    pub fn get(&self, key: &str, stamp: Stamp) -> Option<Bytes> {
+    pub fn get(&self, key: &str, stamp: Stamp) -> Option<Arc<Encoded>> {
         let inner = self.lock();
         (inner.stamp == stamp)
             .then(|| inner.pages.get(key).cloned())
@@ -128,7 +128,7 @@ impl PageCache {
     }
 
     /// Keeps `page` when it is of the newest stamp and fits the budget.
-    pub fn put(&self, key: String, stamp: Stamp, page: Bytes) {
+    pub fn put(&self, key: String, stamp: Stamp, page: Arc<Encoded>) {
         let mut inner = self.lock();
         if inner.stamp != stamp {
             let newer = (stamp.fetch, stamp.second) >= (inner.stamp.fetch, inner.stamp.second);
@@ -145,6 +145,22 @@ impl PageCache {
         }
         inner.bytes += size;
         inner.pages.insert(key, page);
+    }
+
+    /// A kept page of `stamp` gained a compressed form of `added` bytes:
+    /// counted against the budget, or the page is dropped when it no longer
+    /// fits (the request that made the form still gets it).
+    pub fn grew(&self, key: &str, stamp: Stamp, added: usize) {
+        let mut inner = self.lock();
+        if inner.stamp != stamp || !inner.pages.contains_key(key) {
+            return;
+        }
+        if inner.bytes + added <= self.budget {
+            inner.bytes += added;
+        } else if let Some(page) = inner.pages.remove(key) {
+            // What was counted for it: its length before this form.
+            inner.bytes -= (key.len() + page.len() - added).min(inner.bytes);
+        }
     }
 
     /// Bytes of pages kept now.
@@ -239,6 +255,12 @@ impl RenderTurns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::encoding::Coding;
+    use axum::body::Bytes;
+
+    fn page(body: Vec<u8>) -> Arc<Encoded> {
+        Arc::new(Encoded::new(Bytes::from(body)))
+    }
 
     fn stamp(fetch: u64, second: i64, stale: bool) -> Stamp {
         Stamp {
@@ -251,11 +273,7 @@ mod tests {
     #[test]
     fn a_page_is_reused_only_for_the_same_stamp() {
         let cache = PageCache::new(1 << 20);
-        cache.put(
-            "/".into(),
-            stamp(3, 100, false),
-            Bytes::from_static(b"page"),
-        );
+        cache.put("/".into(), stamp(3, 100, false), page(b"page".to_vec()));
         assert!(cache.get("/", stamp(3, 100, false)).is_some());
         assert!(cache.get("/", stamp(4, 100, false)).is_none(), "new data");
         assert!(
@@ -272,15 +290,11 @@ mod tests {
     #[test]
     fn a_newer_stamp_drops_what_can_no_longer_be_hit() {
         let cache = PageCache::new(1 << 20);
-        cache.put("/a".into(), stamp(1, 1, false), Bytes::from(vec![0; 100]));
-        cache.put("/b".into(), stamp(1, 2, false), Bytes::from(vec![0; 100]));
+        cache.put("/a".into(), stamp(1, 1, false), page(vec![0; 100]));
+        cache.put("/b".into(), stamp(1, 2, false), page(vec![0; 100]));
         assert!(cache.get("/a", stamp(1, 1, false)).is_none());
         assert_eq!(cache.bytes(), 102);
-        cache.put(
-            "/late".into(),
-            stamp(1, 1, false),
-            Bytes::from(vec![0; 100]),
-        );
+        cache.put("/late".into(), stamp(1, 1, false), page(vec![0; 100]));
         assert!(
             cache.get("/late", stamp(1, 1, false)).is_none(),
             "an older render is not kept"
@@ -291,14 +305,28 @@ mod tests {
     fn the_cache_stays_within_its_budget_in_bytes() {
         let cache = PageCache::new(10_000);
         for i in 0..1000 {
-            cache.put(
-                format!("/?q={i}"),
-                stamp(1, 1, false),
-                Bytes::from(vec![0; 500]),
-            );
+            cache.put(format!("/?q={i}"), stamp(1, 1, false), page(vec![0; 500]));
         }
         assert!(cache.bytes() <= 10_000, "{}", cache.bytes());
         assert!(cache.bytes() > 9_000, "it is used: {}", cache.bytes());
+    }
+
+    #[test]
+    fn compressed_forms_count_against_the_budget() {
+        let body: Vec<u8> = (0..4000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let cache = PageCache::new(17_000);
+        let kept = page(body);
+        cache.put("/".into(), stamp(1, 1, false), Arc::clone(&kept));
+        assert_eq!(cache.bytes(), 16_001);
+        let (_, _, made) = kept.get(Coding::Gzip);
+        assert!(made);
+        cache.grew("/", stamp(1, 1, false), kept.len() - 16_000);
+        assert!(
+            cache.bytes() <= 17_000,
+            "over the budget, the page is let go: {}",
+            cache.bytes()
+        );
+        assert!(cache.get("/", stamp(1, 1, false)).is_none());
     }
 
     fn key(ip: &str) -> ClientKey {
@@ -319,7 +347,7 @@ mod tests {
             matches!(cache.lookup("/", now, key("192.0.2.2")), Lookup::Render(_)),
             "another client is never held up by this one's render"
         );
-        cache.put("/".into(), now, Bytes::from_static(b"page"));
+        cache.put("/".into(), now, page(b"page".to_vec()));
         drop(claim);
         assert!(
             waiting.changed().await.is_err(),

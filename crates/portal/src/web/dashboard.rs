@@ -1,6 +1,7 @@
 //! `GET /`: the dashboard page.
 
 use super::cache::{Claim, Lookup, Stamp};
+use super::encoding::{Coding, Encoded};
 use super::view::{Filters, RawFilters, SortKey, age, badge_text, iso, level_class, level_label};
 use super::{PageError, WebState};
 use crate::catalog::{Data, Entry};
@@ -82,9 +83,21 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestId {
     }
 }
 
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Coding {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::preferred(&parts.headers))
+    }
+}
+
 pub async fn page(
     State(state): State<WebState>,
     RequestId(request_id): RequestId,
+    coding: Coding,
     Extension(client): Extension<ClientKey>,
     query: Result<Query<RawFilters>, QueryRejection>,
 ) -> Result<Response, PageError> {
@@ -115,7 +128,7 @@ pub async fn page(
         second: now.timestamp(),
         stale,
     };
-    let html = loop {
+    let page = loop {
         match state.pages.lookup(&key, stamp, client) {
             Lookup::Hit(page) => break page,
             // This client asked for the page again while rendering it: one
@@ -134,21 +147,32 @@ pub async fn page(
                     now,
                     stamp,
                     client,
+                    coding,
                 };
-                break Box::pin(miss.render(key, claim)).await?;
+                break Box::pin(miss.render(key.clone(), claim)).await?;
             }
         }
     };
-    let mut response = Response::new(axum::body::Body::from(html));
+    // Compressed once per page and coding, on the first request that wants it.
+    let (body, coding, made) = page.get(coding);
+    if made {
+        state.pages.grew(&key, stamp, body.len());
+    }
+    let mut response = Response::new(axum::body::Body::from(body));
     // Room for what `ops::http::observe` adds on the way out.
     let headers = response.headers_mut();
-    *headers = axum::http::HeaderMap::with_capacity(2 + ops::http::ROOM);
+    *headers = axum::http::HeaderMap::with_capacity(4 + ops::http::ROOM);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    // The page is a view of live data: never cache it.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if let Some(encoding) = coding.header() {
+        headers.insert(header::CONTENT_ENCODING, encoding);
+    }
+    // A view of live data: revalidated before any reuse from a cache. Not
+    // `no-store`, which would bar the page from the back/forward cache.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
 
@@ -161,10 +185,11 @@ struct Miss<'a> {
     now: chrono::DateTime<Utc>,
     stamp: Stamp,
     client: ClientKey,
+    coding: Coding,
 }
 
 impl Miss<'_> {
-    async fn render(self, key: String, claim: Claim) -> Result<axum::body::Bytes, PageError> {
+    async fn render(self, key: String, claim: Claim) -> Result<std::sync::Arc<Encoded>, PageError> {
         // One render per core at once and one per client at a time: a flood
         // of distinct views queues behind itself, bounded in CPU and memory,
         // while other visitors keep their turn.
@@ -178,13 +203,16 @@ impl Miss<'_> {
         if let Some(page) = self.state.pages.get(&key, self.stamp) {
             return Ok(page);
         }
-        let page = axum::body::Bytes::from(render(
+        let page = std::sync::Arc::new(Encoded::new(axum::body::Bytes::from(render(
             self.state,
             self.data,
             self.filters,
             self.stale,
             self.now,
-        )?);
+        )?)));
+        // The form this client takes is made within the render's turn, so a
+        // flood of distinct views queues its compression too.
+        let _ = page.get(self.coding);
         self.state.pages.put(key, self.stamp, page.clone());
         drop(claim);
         Ok(page)

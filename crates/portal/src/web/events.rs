@@ -145,7 +145,9 @@ pub async fn stream(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // A stream is never reused from a cache; `no-cache` rather than
+    // `no-store`, which would bar the page from the back/forward cache.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tell buffering proxies (nginx) to pass frames on as they come.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response

@@ -3,6 +3,7 @@
 mod assets;
 mod cache;
 mod dashboard;
+mod encoding;
 mod error;
 pub mod events;
 pub mod limit;
@@ -115,12 +116,11 @@ pub fn router(
     tls: bool,
 ) -> Public {
     let instance = state.instance.clone();
+    assets::prepare();
     let routes = Router::new()
         .route("/", get(dashboard::page))
         .route("/events", get(events::stream))
-        .route("/assets/app.css", get(assets::css))
-        .route("/assets/app.js", get(assets::js))
-        .route("/assets/favicon.svg", get(assets::favicon))
+        .route("/assets/{file}", get(assets::serve))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route_layer(ops::metrics::Track(http_metrics))

@@ -182,6 +182,64 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
     let severe: Vec<_> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
     assert!(severe.is_empty(), "console errors: {severe:?}");
 
+    // Away and back: the page comes from the back/forward cache (a marker set
+    // before leaving survives), its live stream closed while away and open
+    // again after the restore.
+    let streams = || async {
+        let metrics = reqwest::get(format!("http://{}/metrics", portal.admin))
+            .await
+            .expect("admin")
+            .text()
+            .await
+            .expect("text");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("portal_event_streams_open "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    assert_eq!(streams().await, 1, "the page holds its live stream");
+    browser
+        .execute("window.__beforeLeaving = 'kept'; return true;")
+        .await;
+    browser.goto(&portal.url("/healthz")).await;
+    let mut closed = false;
+    for _ in 0..50 {
+        if streams().await == 0 {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed, "leaving the page closed its stream");
+    browser.execute("history.back(); return true;").await;
+    let mut restored = serde_json::Value::Null;
+    for _ in 0..50 {
+        restored = browser
+            .execute(
+                "return location.pathname === '/' ? (window.__beforeLeaving || 'reloaded') : null;",
+            )
+            .await;
+        if !restored.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        restored,
+        serde_json::json!("kept"),
+        "back restores the page from the back/forward cache"
+    );
+    let mut reopened = false;
+    for _ in 0..50 {
+        if streams().await == 1 {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reopened, "the live stream is open again after the restore");
+
     browser.close().await;
     let _ = std::fs::remove_dir_all(profile);
     portal.stop.cancel();

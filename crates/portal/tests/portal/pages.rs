@@ -168,6 +168,99 @@ async fn when_hardware_fails_later_the_last_data_is_served_with_a_stale_banner()
     assert!(body.contains(">c5<"), "last-known-good rows still shown");
 }
 
+async fn get_with(
+    router: &portal::web::Public,
+    uri: &str,
+    accept_encoding: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let response = router
+        .clone()
+        .oneshot(
+            Request::get(uri)
+                .header("accept-encoding", accept_encoding)
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 4 * 1024 * 1024)
+        .await
+        .expect("body");
+    (status, headers, body.to_vec())
+}
+
+fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn pages_and_assets_come_compressed_as_the_client_takes_them() {
+    use std::io::Read;
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let app = build_portal(&stub.url(), &[]).await;
+    let router = app.router();
+    let (status, headers, plain) = get_with(&router, "/", "identity").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-encoding"), "");
+    assert_eq!(header(&headers, "vary"), "accept-encoding");
+    let (_, headers, br) = get_with(&router, "/", "gzip, deflate, br").await;
+    assert_eq!(header(&headers, "content-encoding"), "br");
+    assert_eq!(header(&headers, "vary"), "accept-encoding");
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(&br[..], 4096)
+        .read_to_end(&mut decoded)
+        .expect("a brotli body");
+    assert_eq!(decoded, plain, "the same page");
+    assert!(
+        br.len() * 3 < plain.len(),
+        "{} of {}",
+        br.len(),
+        plain.len()
+    );
+    let (_, headers, gz) = get_with(&router, "/", "gzip;q=1, br;q=0").await;
+    assert_eq!(header(&headers, "content-encoding"), "gzip");
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut decoded)
+        .expect("a gzip body");
+    assert_eq!(decoded, plain);
+
+    // Assets: linked under hashed names, kept a year; the plain names briefly.
+    let page = String::from_utf8_lossy(&plain).into_owned();
+    let css = page
+        .split('"')
+        .find(|part| part.starts_with("/assets/app.") && part.ends_with(".css"))
+        .expect("the page links its stylesheet by a hashed name")
+        .to_owned();
+    assert!(page.contains(".js\" defer></script>"), "{page}");
+    let (status, headers, body) = get_with(&router, &css, "br").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(header(&headers, "content-encoding"), "br");
+    let (_, plain_headers, plain_css) = get_with(&router, "/assets/app.css", "").await;
+    assert_eq!(
+        header(&plain_headers, "cache-control"),
+        "public, max-age=300"
+    );
+    let mut decoded = Vec::new();
+    brotli::Decompressor::new(&body[..], 4096)
+        .read_to_end(&mut decoded)
+        .expect("a brotli body");
+    assert_eq!(decoded, plain_css);
+    assert_eq!(
+        get_with(&router, "/assets/app.0000000000.css", "").await.0,
+        404
+    );
+}
+
 #[tokio::test]
 async fn assets_are_served_and_unknown_pages_are_friendly_404s() {
     let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
