@@ -3,7 +3,7 @@
 //! Needs Debian's `chromium` and `chromium-driver`; `cargo xtask test`
 //! installs them. Without them this test fails: it is never skipped.
 
-use crate::helpers::{spawn_hardware, spawn_portal};
+use crate::helpers::{eventually, metric_sum, spawn_hardware, spawn_portal};
 use crate::webdriver::Session;
 use sqlx::MySqlPool;
 use std::path::PathBuf;
@@ -185,32 +185,14 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
     // Away and back: the page comes from the back/forward cache (a marker set
     // before leaving survives), its live stream closed while away and open
     // again after the restore.
-    let streams = || async {
-        let metrics = reqwest::get(format!("http://{}/metrics", portal.admin))
-            .await
-            .expect("admin")
-            .text()
-            .await
-            .expect("text");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("portal_event_streams_open "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(u64::MAX)
-    };
+    let metrics = format!("http://{}/metrics", portal.admin);
+    let streams = || metric_sum(&metrics, "portal_event_streams_open", "");
     assert_eq!(streams().await, 1, "the page holds its live stream");
     browser
         .execute("window.__beforeLeaving = 'kept'; return true;")
         .await;
     browser.goto(&portal.url("/healthz")).await;
-    let mut closed = false;
-    for _ in 0..50 {
-        if streams().await == 0 {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let closed = eventually(Duration::from_secs(5), || async { streams().await == 0 }).await;
     assert!(closed, "leaving the page closed its stream");
     browser.execute("history.back(); return true;").await;
     let mut restored = serde_json::Value::Null;
@@ -230,14 +212,7 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
         serde_json::json!("kept"),
         "back restores the page from the back/forward cache"
     );
-    let mut reopened = false;
-    for _ in 0..50 {
-        if streams().await == 1 {
-            reopened = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let reopened = eventually(Duration::from_secs(5), || async { streams().await == 1 }).await;
     assert!(reopened, "the live stream is open again after the restore");
 
     browser.close().await;

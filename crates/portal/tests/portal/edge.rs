@@ -3,7 +3,7 @@
 //! that mean the same on every replica and after a restart.
 
 use crate::helpers::{
-    Behaviour, RunningPortal, StubHardware, eventually, seed_items, spawn_hardware, spawn_portal,
+    Behaviour, StubHardware, eventually, metric_sum, seed_items, spawn_hardware, spawn_portal,
 };
 use sqlx::MySqlPool;
 use std::time::{Duration, Instant};
@@ -100,20 +100,6 @@ async fn unfinished_heads_and_idle_connections_are_closed_within_the_timeout_str
     portal.stop.cancel();
 }
 
-/// The portal's `portal_connections_open` gauge.
-async fn open_connections(portal: &RunningPortal) -> Option<u64> {
-    let metrics = reqwest::get(format!("http://{}/metrics", portal.admin))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("portal_connections_open "))
-        .and_then(|value| value.trim().parse().ok())
-}
-
 #[tokio::test]
 async fn one_client_holds_no_more_connections_than_its_share() {
     let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
@@ -137,8 +123,9 @@ async fn one_client_holds_no_more_connections_than_its_share() {
     drop(held.pop());
     // The place is free once the portal has seen the close (its gauge says
     // so); a connection before that would rightly be refused.
+    let metrics = format!("http://{}/metrics", portal.admin);
     let noticed = eventually(Duration::from_secs(2), || async {
-        open_connections(&portal).await == Some(3)
+        metric_sum(&metrics, "portal_connections_open", "").await == 3
     })
     .await;
     assert!(noticed, "the closed connection is given back");

@@ -11,9 +11,24 @@ async fn get(
     router: &portal::web::Public,
     uri: &str,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
+    let (status, headers, body) = get_with(router, uri, "identity").await;
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A GET with `Accept-Encoding`; the body as it came.
+async fn get_with(
+    router: &portal::web::Public,
+    uri: &str,
+    accept_encoding: &str,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let response = router
         .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .oneshot(
+            Request::get(uri)
+                .header("accept-encoding", accept_encoding)
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await
         .expect("infallible");
     let status = response.status();
@@ -21,7 +36,7 @@ async fn get(
     let body = axum::body::to_bytes(response.into_body(), 4 * 1024 * 1024)
         .await
         .expect("body");
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    (status, headers, body.to_vec())
 }
 
 #[tokio::test]
@@ -166,29 +181,6 @@ async fn when_hardware_fails_later_the_last_data_is_served_with_a_stale_banner()
     );
     assert!(body.contains("stale since"));
     assert!(body.contains(">c5<"), "last-known-good rows still shown");
-}
-
-async fn get_with(
-    router: &portal::web::Public,
-    uri: &str,
-    accept_encoding: &str,
-) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let response = router
-        .clone()
-        .oneshot(
-            Request::get(uri)
-                .header("accept-encoding", accept_encoding)
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = axum::body::to_bytes(response.into_body(), 4 * 1024 * 1024)
-        .await
-        .expect("body");
-    (status, headers, body.to_vec())
 }
 
 fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> &'a str {
