@@ -34,8 +34,13 @@ impl Tally {
 }
 
 fn signal(service: &Service, name: &str) {
+    signal_pid(service.0.id(), name);
+}
+
+/// Sends signal `name` (e.g. `STOP`) to a process this drill started.
+pub(super) fn signal_pid(pid: u32, name: &str) {
     let _ = Command::new("kill")
-        .args([format!("-{name}"), service.0.id().to_string()])
+        .args([format!("-{name}"), pid.to_string()])
         .status();
 }
 

@@ -447,11 +447,7 @@ const QUEUED: usize = 2_000;
 /// request; the portal resumes and the queue is watched until empty. Returns
 /// (connected, queued, milliseconds to drain, answered with 200, with 503).
 fn drain(port: u16, pid: u32) -> (usize, u64, f64, usize, usize) {
-    let signal = |name: &str| {
-        let _ = Command::new("kill")
-            .args([format!("-{name}"), pid.to_string()])
-            .status();
-    };
+    let signal = |name: &str| super::drill::signal_pid(pid, name);
     let source = Ipv4Addr::new(127, 0, 0, 3);
     signal("STOP");
     let mut streams = Vec::new();
