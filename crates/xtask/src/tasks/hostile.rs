@@ -3,7 +3,8 @@
 //! off (so the other bounds are what is measured).
 //!
 //! Attacks, each alone and then all together, each bounded in time:
-//! - views: thousands of distinct large views (100–500 rows);
+//! - views: thousands of distinct large views (100–500 rows), half of them
+//!   asked compressed;
 //! - methods: thousands of made-up HTTP methods (metric labels);
 //! - heads: 800 connections holding unfinished heads, trickling a byte per
 //!   look (spread over 20 loopback addresses, so the per-client cap does not
@@ -175,9 +176,20 @@ fn view_path(n: u64) -> String {
     format!("/?q=m0&per_page={per_page}&sort={sort}&order={order}&page={page}")
 }
 
+/// Every other view asks for a compressed page, so the compressed forms the
+/// page cache keeps are part of what is measured.
 fn views(port: u16, until: Instant) -> thread::JoinHandle<u64> {
     hammer(16, until, move |n| {
-        exchange(ATTACKER, port, &get(&view_path(n)));
+        let path = view_path(n);
+        let request = if n % 2 == 0 {
+            get(&path)
+        } else {
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: br, gzip\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        exchange(ATTACKER, port, &request);
     })
 }
 
