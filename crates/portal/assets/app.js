@@ -93,5 +93,8 @@
       if (!source) listen();
     });
   }
+  // The page carries absolute times (so it is the same for every visitor
+  // and can be revalidated); ages are worded here, now and every 5 s.
+  refreshAges();
   setInterval(refreshAges, 5000);
 })();

@@ -5,10 +5,10 @@
 //! older release that are still open.
 
 use super::PageError;
-use super::encoding::{Coding, Encoded};
+use super::encoding::{Coding, Conditions, Encoded};
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
@@ -85,7 +85,11 @@ pub fn href(name: &str) -> &'static str {
 
 /// `GET /assets/{file}`: an asset by its hashed name (kept a year) or its
 /// plain name (kept five minutes), in the coding the client takes best.
-pub async fn serve(Path(file): Path<String>, coding: Coding) -> Result<Response, PageError> {
+pub async fn serve(
+    Path(file): Path<String>,
+    coding: Coding,
+    conditions: Conditions,
+) -> Result<Response, PageError> {
     let (asset, cache) = assets()
         .iter()
         .find_map(|asset| {
@@ -98,18 +102,17 @@ pub async fn serve(Path(file): Path<String>, coding: Coding) -> Result<Response,
             }
         })
         .ok_or(PageError::NotFound)?;
-    let (body, coding, _) = asset.body.get(coding);
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(asset.content_type),
+    let (response, _) = asset.body.respond(
+        coding,
+        &conditions,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if let Some(encoding) = coding.header() {
-        headers.insert(header::CONTENT_ENCODING, encoding);
-    }
     Ok(response)
 }
 

@@ -2,9 +2,12 @@
 //!
 //! A page depends on its normalized view (the query as [`super::view::Filters`]
 //! writes it back, the page number clamped to the pages that can exist), the
-//! fetch it was rendered from, the stale flag, and — through the "12 s ago"
-//! wording — the current second. Together these are the [`Stamp`]; a cached
-//! page is exactly what a fresh render would produce.
+//! data's version and, when the data is stale, the time it dates from. Nothing
+//! else: ages ("12 s ago") are worded by the page's script from the absolute
+//! times the page carries, and which processes served it travels in headers.
+//! Together these are the [`Stamp`]; a cached page is exactly what a fresh
+//! render would produce, byte for byte, in any portal of the same release
+//! (which is what lets its entity tag be strong).
 //!
 //! Only pages of the newest stamp can ever be hit again, so a newer stamp
 //! drops everything older, and the pages kept never exceed `PAGE_CACHE_KIB`
@@ -14,13 +17,37 @@ use super::encoding::Encoded;
 use crate::client::ClientKey;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use wire::Version;
 
-/// When a page was rendered, in the terms that decide what it shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What a page shows besides its view, and the fetch that told it.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Stamp {
+    /// The data's version.
+    pub version: Version,
+    /// When the data is stale: the second of the last good fetch, which the
+    /// banner names.
+    pub stale_since: Option<i64>,
+    /// The fetch this was seen at: orders stamps (a render of older data that
+    /// finishes late does not replace newer pages), not part of what a page
+    /// shows (a fetch that found the same data keeps every page).
     pub fetch: u64,
-    pub second: i64,
-    pub stale: bool,
+}
+
+impl PartialEq for Stamp {
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.stale_since == other.stale_since
+    }
+}
+
+impl Eq for Stamp {}
+
+impl Stamp {
+    /// Whether pages of `self` may replace pages of `other`: seen at the same
+    /// fetch or a later one (at the same fetch, the data went stale or came
+    /// back in between).
+    fn supersedes(&self, other: &Self) -> bool {
+        self.fetch >= other.fetch
+    }
 }
 
 #[derive(Debug, Default)]
@@ -131,8 +158,7 @@ impl PageCache {
     pub fn put(&self, key: String, stamp: Stamp, page: Arc<Encoded>) {
         let mut inner = self.lock();
         if inner.stamp != stamp {
-            let newer = (stamp.fetch, stamp.second) >= (inner.stamp.fetch, inner.stamp.second);
-            if !newer {
+            if !stamp.supersedes(&inner.stamp) {
                 return;
             }
             inner.pages.clear();
@@ -262,27 +288,31 @@ mod tests {
         Arc::new(Encoded::new(Bytes::from(body)))
     }
 
-    fn stamp(fetch: u64, second: i64, stale: bool) -> Stamp {
+    /// Data `version` seen at `fetch`, stale since `since` when given.
+    fn stamp(fetch: u64, version: u64, since: Option<i64>) -> Stamp {
         Stamp {
+            version: Version::from_sum(version),
+            stale_since: since,
             fetch,
-            second,
-            stale,
         }
     }
 
     #[test]
-    fn a_page_is_reused_only_for_the_same_stamp() {
+    fn a_page_is_reused_only_for_what_it_shows() {
         let cache = PageCache::new(1 << 20);
-        cache.put("/".into(), stamp(3, 100, false), page(b"page".to_vec()));
-        assert!(cache.get("/", stamp(3, 100, false)).is_some());
-        assert!(cache.get("/", stamp(4, 100, false)).is_none(), "new data");
+        cache.put("/".into(), stamp(3, 100, None), page(b"page".to_vec()));
+        assert!(cache.get("/", stamp(3, 100, None)).is_some());
         assert!(
-            cache.get("/", stamp(3, 101, false)).is_none(),
-            "ages moved on"
+            cache.get("/", stamp(4, 100, None)).is_some(),
+            "a later fetch found the same data"
         );
-        assert!(cache.get("/", stamp(3, 100, true)).is_none(), "went stale");
+        assert!(cache.get("/", stamp(4, 101, None)).is_none(), "new data");
         assert!(
-            cache.get("/?page=2", stamp(3, 100, false)).is_none(),
+            cache.get("/", stamp(3, 100, Some(1))).is_none(),
+            "went stale"
+        );
+        assert!(
+            cache.get("/?page=2", stamp(3, 100, None)).is_none(),
             "another view"
         );
     }
@@ -290,22 +320,23 @@ mod tests {
     #[test]
     fn a_newer_stamp_drops_what_can_no_longer_be_hit() {
         let cache = PageCache::new(1 << 20);
-        cache.put("/a".into(), stamp(1, 1, false), page(vec![0; 100]));
-        cache.put("/b".into(), stamp(1, 2, false), page(vec![0; 100]));
-        assert!(cache.get("/a", stamp(1, 1, false)).is_none());
+        cache.put("/a".into(), stamp(1, 1, None), page(vec![0; 100]));
+        cache.put("/b".into(), stamp(2, 2, None), page(vec![0; 100]));
+        assert!(cache.get("/a", stamp(1, 1, None)).is_none());
         assert_eq!(cache.bytes(), 102);
-        cache.put("/late".into(), stamp(1, 1, false), page(vec![0; 100]));
+        cache.put("/late".into(), stamp(1, 1, None), page(vec![0; 100]));
         assert!(
-            cache.get("/late", stamp(1, 1, false)).is_none(),
+            cache.get("/late", stamp(1, 1, None)).is_none(),
             "an older render is not kept"
         );
+        assert!(cache.get("/b", stamp(2, 2, None)).is_some());
     }
 
     #[test]
     fn the_cache_stays_within_its_budget_in_bytes() {
         let cache = PageCache::new(10_000);
         for i in 0..1000 {
-            cache.put(format!("/?q={i}"), stamp(1, 1, false), page(vec![0; 500]));
+            cache.put(format!("/?q={i}"), stamp(1, 1, None), page(vec![0; 500]));
         }
         assert!(cache.bytes() <= 10_000, "{}", cache.bytes());
         assert!(cache.bytes() > 9_000, "it is used: {}", cache.bytes());
@@ -316,17 +347,17 @@ mod tests {
         let body: Vec<u8> = (0..4000u32).flat_map(|i| i.to_le_bytes()).collect();
         let cache = PageCache::new(17_000);
         let kept = page(body);
-        cache.put("/".into(), stamp(1, 1, false), Arc::clone(&kept));
+        cache.put("/".into(), stamp(1, 1, None), Arc::clone(&kept));
         assert_eq!(cache.bytes(), 16_001);
         let (_, _, made) = kept.get(Coding::Gzip);
         assert!(made);
-        cache.grew("/", stamp(1, 1, false), kept.len() - 16_000);
+        cache.grew("/", stamp(1, 1, None), kept.len() - 16_000);
         assert!(
             cache.bytes() <= 17_000,
             "over the budget, the page is let go: {}",
             cache.bytes()
         );
-        assert!(cache.get("/", stamp(1, 1, false)).is_none());
+        assert!(cache.get("/", stamp(1, 1, None)).is_none());
     }
 
     fn key(ip: &str) -> ClientKey {
@@ -336,7 +367,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_renders_a_page_once_and_its_other_requests_wait_for_it() {
         let cache = PageCache::new(1 << 20);
-        let now = stamp(1, 1, false);
+        let now = stamp(1, 1, None);
         let Lookup::Render(claim) = cache.lookup("/", now, key("192.0.2.1")) else {
             panic!("the first renders");
         };

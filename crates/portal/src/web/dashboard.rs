@@ -1,8 +1,10 @@
 //! `GET /`: the dashboard page.
 
 use super::cache::{Claim, Lookup, Stamp};
-use super::encoding::{Coding, Encoded};
-use super::view::{Filters, RawFilters, SortKey, age, badge_text, iso, level_class, level_label};
+use super::encoding::{Coding, Conditions, Encoded};
+use super::view::{
+    Filters, RawFilters, SortKey, badge_text, checked_text, iso, level_class, level_label,
+};
 use super::{PageError, WebState};
 use crate::catalog::{Data, Entry};
 use crate::client::ClientKey;
@@ -25,7 +27,8 @@ pub struct Row<'a> {
     class: &'static str,
     pending: bool,
     checked_iso: String,
-    age: String,
+    /// When it was checked, absolute (the script words it as an age).
+    checked: String,
 }
 
 pub struct Count {
@@ -62,10 +65,6 @@ struct Dashboard<'a> {
     pages: usize,
     prev_href: Option<String>,
     next_href: Option<String>,
-    fetched_iso: String,
-    fetched_age: String,
-    upstream: &'a str,
-    instance: &'a str,
 }
 
 /// The request's id (set by `ops::http::observe`), taken alone: the
@@ -98,6 +97,7 @@ pub async fn page(
     State(state): State<WebState>,
     RequestId(request_id): RequestId,
     coding: Coding,
+    conditions: Conditions,
     Extension(client): Extension<ClientKey>,
     query: Result<Query<RawFilters>, QueryRejection>,
 ) -> Result<Response, PageError> {
@@ -124,9 +124,9 @@ pub async fn page(
         .min(data.entries.len().div_ceil(filters.per_page).max(1));
     let key = filters.href(None, None);
     let stamp = Stamp {
+        version: data.version,
+        stale_since: stale.then(|| data.fetched_at.timestamp()),
         fetch: data.fetch,
-        second: now.timestamp(),
-        stale,
     };
     let page = loop {
         match state.pages.lookup(&key, stamp, client) {
@@ -144,7 +144,6 @@ pub async fn page(
                     data,
                     filters: &filters,
                     stale,
-                    now,
                     stamp,
                     client,
                     coding,
@@ -153,26 +152,24 @@ pub async fn page(
             }
         }
     };
-    // Compressed once per page and coding, on the first request that wants it.
-    let (body, coding, made) = page.get(coding);
-    if made {
-        state.pages.grew(&key, stamp, body.len());
-    }
-    let mut response = Response::new(axum::body::Body::from(body));
-    // Room for what `ops::http::observe` adds on the way out.
-    let headers = response.headers_mut();
-    *headers = axum::http::HeaderMap::with_capacity(4 + ops::http::ROOM);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
+    // Compressed once per page and coding, on the first request that wants
+    // it; not at all for a client that holds it already (304).
+    let (response, made) = page.respond(
+        coding,
+        &conditions,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            // A view of live data: revalidated before any reuse from a cache.
+            // Not `no-store`, which would bar the page from the back/forward cache.
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
     );
-    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if let Some(encoding) = coding.header() {
-        headers.insert(header::CONTENT_ENCODING, encoding);
+    if made > 0 {
+        state.pages.grew(&key, stamp, made);
     }
-    // A view of live data: revalidated before any reuse from a cache. Not
-    // `no-store`, which would bar the page from the back/forward cache.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
 
@@ -182,7 +179,6 @@ struct Miss<'a> {
     data: &'a Data,
     filters: &'a Filters,
     stale: bool,
-    now: chrono::DateTime<Utc>,
     stamp: Stamp,
     client: ClientKey,
     coding: Coding,
@@ -204,11 +200,9 @@ impl Miss<'_> {
             return Ok(page);
         }
         let page = std::sync::Arc::new(Encoded::new(axum::body::Bytes::from(render(
-            self.state,
             self.data,
             self.filters,
             self.stale,
-            self.now,
         )?)));
         // The form this client takes is made within the render's turn, so a
         // flood of distinct views queues its compression too.
@@ -219,13 +213,9 @@ impl Miss<'_> {
     }
 }
 
-fn render(
-    state: &WebState,
-    data: &Data,
-    filters: &Filters,
-    stale: bool,
-    now: chrono::DateTime<Utc>,
-) -> Result<String, PageError> {
+/// The page of `filters` over `data`: a function of the view, the data's
+/// version and the stale state alone (see [`super::cache`]).
+fn render(data: &Data, filters: &Filters, stale: bool) -> Result<String, PageError> {
     let rules = filters.rules();
     let matching: Vec<&Entry> = if filters.is_everything_by_id() {
         // The common view: the entries are in id order already.
@@ -256,7 +246,7 @@ fn render(
                 class: level_class(item.availability),
                 pending: item.availability == Availability::Unknown,
                 checked_iso: iso(item.checked_at),
-                age: age(item.checked_at, now),
+                checked: checked_text(item.checked_at),
             }
         })
         .collect();
@@ -319,7 +309,12 @@ fn render(
             data.entries.len()
         )
     };
-    let stale_since = super::view::stale_since(data.fetched_at, now);
+    // Named only while stale: otherwise the page would change with every fetch.
+    let stale_since = if stale {
+        super::view::stale_since(data.fetched_at)
+    } else {
+        String::new()
+    };
     let page_view = Dashboard {
         version: data.version.to_string(),
         stale,
@@ -337,10 +332,6 @@ fn render(
         pages,
         prev_href: (page > 1).then(|| filters.href(None, Some(page - 1))),
         next_href: (page < pages).then(|| filters.href(None, Some(page + 1))),
-        fetched_iso: iso(Some(data.fetched_at)),
-        fetched_age: age(Some(data.fetched_at), now),
-        upstream: &data.served_by,
-        instance: &state.instance,
     };
     page_view.render().map_err(|err| {
         tracing::error!(error = %err, "dashboard template failed");

@@ -1,5 +1,7 @@
 //! Content codings: which one a client takes (`Accept-Encoding`), and a body
-//! kept with its compressed forms, each made once and only when first wanted.
+//! kept with its compressed forms, each made once and only when first wanted,
+//! and with a strong entity tag per form, so a client holding the bytes gets a
+//! `304` instead of them again (`If-None-Match`).
 //!
 //! The portal compresses only what it renders or ships itself, so no client
 //! can hand it a bomb. Live-update frames stay plain: each is a few hundred
@@ -7,7 +9,9 @@
 //! nothing).
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -58,6 +62,16 @@ impl Coding {
         }
     }
 
+    /// What this coding adds to a body's entity tag: forms of one body are
+    /// different bytes, so a strong tag must tell them apart.
+    fn tag_suffix(self) -> &'static str {
+        match self {
+            Self::Brotli => ".br",
+            Self::Gzip => ".gz",
+            Self::Identity => "",
+        }
+    }
+
     /// The `Content-Encoding` value, none for identity.
     pub fn header(self) -> Option<HeaderValue> {
         match self {
@@ -104,15 +118,83 @@ pub struct Encoded {
     plain: Bytes,
     br: OnceLock<Bytes>,
     gzip: OnceLock<Bytes>,
+    /// The plain body's digest (16 hex digits of its SHA-256): equal bodies,
+    /// from any process or release, have equal tags.
+    digest: String,
 }
 
 impl Encoded {
     pub fn new(plain: Bytes) -> Self {
+        let digest = Sha256::digest(&plain)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Self {
             plain,
             br: OnceLock::new(),
             gzip: OnceLock::new(),
+            digest,
         }
+    }
+
+    /// The coding a client that takes `wanted` is answered in: identity for
+    /// a body too short to gain.
+    pub fn coding_for(&self, wanted: Coding) -> Coding {
+        if self.plain.len() < MIN_COMPRESSED {
+            Coding::Identity
+        } else {
+            wanted
+        }
+    }
+
+    /// The strong entity tag of the body in `coding` (as [`Self::coding_for`]
+    /// settled it), e.g. `"1a2b3c4d5e6f7a8b.br"`.
+    pub fn etag(&self, coding: Coding) -> HeaderValue {
+        let tag = format!("\"{}{}\"", self.digest, coding.tag_suffix());
+        // Hex digits, a dot and letters: always a valid header value.
+        HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""))
+    }
+
+    /// The answer to a GET for this body from a client that takes `wanted`:
+    /// `304` with no body when `If-None-Match` names the form it would get
+    /// (the form is then not made), else `200` with it. `headers` are the
+    /// answer's own (content type, cache policy); `Vary` and `ETag` are added.
+    /// Also returns the bytes of a compressed form this call made.
+    pub fn respond(
+        &self,
+        wanted: Coding,
+        request: &Conditions,
+        headers: impl IntoIterator<Item = (header::HeaderName, HeaderValue)>,
+    ) -> (Response, usize) {
+        let coding = self.coding_for(wanted);
+        let etag = self.etag(coding);
+        let unchanged = if_none_match(request, &etag);
+        let (body, made) = if unchanged {
+            (Bytes::new(), 0)
+        } else {
+            let (body, _, made) = self.get(coding);
+            let made = if made { body.len() } else { 0 };
+            (body, made)
+        };
+        let mut response = Response::new(axum::body::Body::from(body));
+        // Room for what `ops::http::observe` adds on the way out.
+        let out = response.headers_mut();
+        *out = HeaderMap::with_capacity(6 + ops::http::ROOM);
+        for (name, value) in headers {
+            out.insert(name, value);
+        }
+        out.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        out.insert(header::ETAG, etag);
+        if unchanged {
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            // A 304 describes the stored response; it has no content of its own.
+            response.headers_mut().remove(header::CONTENT_TYPE);
+        } else if let Some(encoding) = coding.header() {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, encoding);
+        }
+        (response, made)
     }
 
     /// A body with both compressed forms made now (for what is served from
@@ -127,8 +209,7 @@ impl Encoded {
     /// The body in `coding` (identity when the body is too short to gain),
     /// with the coding it is actually in, and whether this call made it.
     pub fn get(&self, coding: Coding) -> (Bytes, Coding, bool) {
-        let slot = match coding {
-            _ if self.plain.len() < MIN_COMPRESSED => None,
+        let slot = match self.coding_for(coding) {
             Coding::Brotli => Some(&self.br),
             Coding::Gzip => Some(&self.gzip),
             Coding::Identity => None,
@@ -155,6 +236,41 @@ impl Encoded {
     pub fn plain(&self) -> &Bytes {
         &self.plain
     }
+}
+
+/// A request's `If-None-Match` lines, taken alone (the `HeaderMap` extractor
+/// would copy every header of every request).
+#[derive(Debug, Default)]
+pub struct Conditions(Vec<HeaderValue>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Conditions {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get_all(header::IF_NONE_MATCH)
+                .iter()
+                .cloned()
+                .collect(),
+        ))
+    }
+}
+
+/// Whether `If-None-Match` in `request` names `etag` (weak comparison, as the
+/// header is defined with; `*` names any).
+fn if_none_match(request: &Conditions, etag: &HeaderValue) -> bool {
+    let ours = etag.as_bytes();
+    request
+        .0
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|tag| tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == ours)
 }
 
 #[cfg(test)]
@@ -205,6 +321,44 @@ mod tests {
         assert_eq!(back, page);
         assert_eq!(encoded.len(), page.len() + br.len() + gz.len());
         assert!(br.len() * 4 < page.len() && gz.len() * 4 < page.len());
+    }
+
+    fn conditional(value: &str) -> Conditions {
+        Conditions(vec![HeaderValue::from_str(value).expect("header")])
+    }
+
+    #[test]
+    fn a_client_holding_the_form_gets_304_and_no_form_is_made() {
+        let page: String = (0..400).map(|i| format!("<tr><td>{i}</td></tr>")).collect();
+        let encoded = Encoded::new(Bytes::from(page.clone()));
+        let plain_tag = encoded.etag(Coding::Identity);
+        let br_tag = encoded.etag(Coding::Brotli);
+        assert_ne!(plain_tag, br_tag, "each form has a tag of its own");
+        assert_eq!(
+            plain_tag,
+            Encoded::new(Bytes::from(page)).etag(Coding::Identity)
+        );
+        let tag = br_tag.to_str().expect("ascii").to_owned();
+        for header in [
+            tag.clone(),
+            format!("W/{tag}"),
+            format!("\"x\", {tag}"),
+            "*".into(),
+        ] {
+            let (response, made) = encoded.respond(Coding::Brotli, &conditional(&header), []);
+            assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{header}");
+            assert_eq!(response.headers()[header::ETAG], br_tag);
+            assert_eq!(made, 0);
+        }
+        assert!(encoded.br.get().is_none(), "a 304 made no brotli form");
+        // The plain form's tag does not stand for the brotli bytes.
+        let plain = plain_tag.to_str().expect("ascii");
+        let (response, made) = encoded.respond(Coding::Brotli, &conditional(plain), []);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "br");
+        assert!(made > 0);
+        let (response, made) = encoded.respond(Coding::Identity, &conditional(plain), []);
+        assert_eq!((response.status(), made), (StatusCode::NOT_MODIFIED, 0));
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn register_metrics(registry: &mut Registry) -> QuotaMetrics {
 fn stale_frame(state: &WebState, stale: bool) -> Bytes {
     let view = state.catalog.view();
     let since = view.data.as_ref().map_or_else(String::new, |data| {
-        super::view::stale_since(data.fetched_at, Utc::now())
+        super::view::stale_since(data.fetched_at)
     });
     let body = serde_json::json!({ "stale": stale, "stale_since": since });
     Bytes::from(format!("event: stale\ndata: {body}\n\n"))

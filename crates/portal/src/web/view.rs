@@ -217,27 +217,20 @@ pub fn level_label(level: Availability) -> &'static str {
     }
 }
 
-/// What the stale banner says the data dates from: "14:02:07 UTC (12 s ago)".
-pub fn stale_since(fetched_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    format!(
-        "{} ({})",
-        fetched_at.format("%H:%M:%S UTC"),
-        age(Some(fetched_at), now)
-    )
+/// What the stale banner says the data dates from: "2026-12-07 14:02:07 UTC".
+pub fn stale_since(fetched_at: DateTime<Utc>) -> String {
+    fetched_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// "just now", "12 s ago", "3 min ago", "2 h ago"; "not yet" for never.
-pub fn age(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
-    let Some(at) = at else {
-        return "not yet".to_owned();
-    };
-    let seconds = (now - at).num_seconds().max(0);
-    match seconds {
-        0..=1 => "just now".to_owned(),
-        2..=59 => format!("{seconds} s ago"),
-        60..=3599 => format!("{} min ago", seconds / 60),
-        _ => format!("{} h ago", seconds / 3600),
-    }
+/// When a value was checked, as the page is served: "2026-12-07 14:02 UTC",
+/// "not yet" for never. A page holds no wording relative to the moment it was
+/// rendered (the page would change every second, and could not be cached or
+/// revalidated); its script words these as ages ("12 s ago") in the browser.
+pub fn checked_text(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(
+        || "not yet".to_owned(),
+        |at| at.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
 }
 
 #[cfg(test)]
@@ -383,17 +376,12 @@ mod tests {
     }
 
     #[test]
-    fn ages_read_naturally() {
-        let now = Utc::now();
-        assert_eq!(age(None, now), "not yet");
-        assert_eq!(age(Some(now), now), "just now");
-        assert_eq!(
-            age(Some(now - chrono::Duration::seconds(12)), now),
-            "12 s ago"
-        );
-        assert_eq!(
-            age(Some(now - chrono::Duration::seconds(190)), now),
-            "3 min ago"
-        );
+    fn times_are_absolute() {
+        let at = DateTime::parse_from_rfc3339("2026-12-07T14:02:07Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        assert_eq!(checked_text(None), "not yet");
+        assert_eq!(checked_text(Some(at)), "2026-12-07 14:02 UTC");
+        assert_eq!(stale_since(at), "2026-12-07 14:02:07 UTC");
     }
 }

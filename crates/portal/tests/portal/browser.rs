@@ -73,34 +73,57 @@ fn artifacts_dir() -> PathBuf {
     dir
 }
 
+/// Headless Chromium over ChromeDriver with a profile of its own.
+struct Browser {
+    session: Session,
+    profile: PathBuf,
+    _driver: Driver,
+}
+
+impl Browser {
+    async fn start(name: &str) -> Self {
+        let chromium =
+            find_program("chromium").expect("chromium not found (cargo xtask test installs it)");
+        let driver = Driver::start().await;
+        let profile = std::env::temp_dir().join(format!("portal-{name}-{}", std::process::id()));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--hide-scrollbars", "--window-size=1200,800",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        caps.insert(
+            "goog:loggingPrefs".into(),
+            serde_json::json!({"browser": "ALL"}),
+        );
+        let session = Session::start(&driver.url(), serde_json::Value::Object(caps)).await;
+        Self {
+            session,
+            profile,
+            _driver: driver,
+        }
+    }
+
+    async fn close(self) {
+        self.session.close().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
 #[sqlx::test(migrations = "../../sql")]
 async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(pool: MySqlPool) {
-    let chromium =
-        find_program("chromium").expect("chromium not found (cargo xtask test installs it)");
     let hardware = spawn_hardware(pool, "hw-browser", Duration::from_millis(5000)).await;
     let portal = spawn_portal(&hardware.url(), &[]).await;
-    let driver = Driver::start().await;
-    let profile = std::env::temp_dir().join(format!("portal-browser-{}", std::process::id()));
-
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--window-size=1200,800",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    caps.insert(
-        "goog:loggingPrefs".into(),
-        serde_json::json!({"browser": "ALL"}),
-    );
-    let browser = Session::start(&driver.url(), serde_json::Value::Object(caps)).await;
+    let chrome = Browser::start("browser").await;
+    let browser = &chrome.session;
 
     browser.goto(&portal.url("/")).await;
     let table = browser.find("table.items").await;
@@ -182,12 +205,35 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
     let severe: Vec<_> = entries.iter().filter(|e| e["level"] == "SEVERE").collect();
     assert!(severe.is_empty(), "console errors: {severe:?}");
 
+    // A reload of the unchanged view costs a 304: the page is revalidated
+    // with its entity tag, not downloaded again. The first reload may still
+    // fetch it (the values filled in since it was loaded); the next may not.
+    // (WebDriver's refresh returns once the page has loaded.)
+    // DevTools reports a revalidated document as the cached 200, so the
+    // portal's own count of 304s is the witness.
+    let metrics = format!("http://{}/metrics", portal.admin);
+    let not_modified = || metric_sum(&metrics, "portal_http_requests_total", "status=\"304\"");
+    browser.refresh().await;
+    let before = not_modified().await;
+    browser.refresh().await;
+    let after = not_modified().await;
+    assert_eq!(after, before + 1, "a reload of an unchanged view is a 304");
+    let _ = browser.find("table.items").await;
+    let shown = browser.text(&browser.find("table.items").await).await;
+    assert!(
+        shown.contains("c5"),
+        "the revalidated page is shown: {shown}"
+    );
+
     // Away and back: the page comes from the back/forward cache (a marker set
     // before leaving survives), its live stream closed while away and open
     // again after the restore.
-    let metrics = format!("http://{}/metrics", portal.admin);
     let streams = || metric_sum(&metrics, "portal_event_streams_open", "");
-    assert_eq!(streams().await, 1, "the page holds its live stream");
+    let holds = eventually(Duration::from_secs(5), || async { streams().await == 1 }).await;
+    assert!(
+        holds,
+        "the page holds its live stream (one: the reloads closed theirs)"
+    );
     browser
         .execute("window.__beforeLeaving = 'kept'; return true;")
         .await;
@@ -215,7 +261,136 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
     let reopened = eventually(Duration::from_secs(5), || async { streams().await == 1 }).await;
     assert!(reopened, "the live stream is open again after the restore");
 
-    browser.close().await;
-    let _ = std::fs::remove_dir_all(profile);
+    chrome.close().await;
+    portal.stop.cancel();
+}
+
+/// axe-core's browser build, installed by `npm ci --prefix tools/audit`
+/// (pinned in tools/audit/package-lock.json; `cargo xtask test` runs it).
+fn axe_source() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tools/audit/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err}: run `npm ci --prefix tools/audit` (cargo xtask test does this)",
+            path.display()
+        )
+    })
+}
+
+/// axe-core's violations on the current page (every rule axe runs by
+/// default: WCAG 2.x A and AA, and best practices), as "rule: help (n nodes)".
+async fn axe_violations(browser: &Session, axe: &str) -> Vec<String> {
+    // WebDriver scripts run outside the page's Content-Security-Policy.
+    browser
+        .execute(&format!("{axe}\n;return typeof axe;"))
+        .await;
+    let found = browser
+        .execute_async(
+            "var done = arguments[arguments.length - 1]; \
+             axe.run(document, {resultTypes: ['violations']}).then( \
+               function (r) { done(r.violations.map(function (v) { \
+                 return v.id + ': ' + v.help + ' (' + v.nodes.length + ' nodes: ' + \
+                   v.nodes.map(function (n) { return n.target.join(' '); }).slice(0, 3).join(', ') + ')'; })); }, \
+               function (e) { done(['axe failed: ' + e]); });",
+        )
+        .await;
+    found
+        .as_array()
+        .unwrap_or_else(|| panic!("axe answered {found}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Emulates the reader's colour scheme (`prefers-color-scheme`).
+async fn color_scheme(browser: &Session, scheme: &str) {
+    browser
+        .cdp(
+            "Emulation.setEmulatedMedia",
+            serde_json::json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        )
+        .await;
+}
+
+/// The README's pictures may be at most this big.
+const SCREENSHOT_BUDGET: usize = 150 * 1024;
+
+#[sqlx::test(migrations = "../../sql")]
+async fn axe_finds_nothing_on_the_dashboard_the_stale_banner_or_the_503_page(pool: MySqlPool) {
+    let axe = axe_source();
+    let hardware = spawn_hardware(pool, "hw-axe", Duration::from_millis(100)).await;
+    let portal = spawn_portal(&hardware.url(), &[]).await;
+    let chrome = Browser::start("axe").await;
+    let browser = &chrome.session;
+
+    // The dashboard with the seed rows, every value in: light, then dark.
+    // Each is audited, then photographed for the README (artifacts/; `cargo
+    // xtask screenshots` copies them to docs/).
+    browser.goto(&portal.url("/")).await;
+    let settled = eventually(Duration::from_secs(20), || async {
+        browser.find_all("tr.pending").await.is_empty()
+    })
+    .await;
+    assert!(settled, "the seed values fill in");
+    for scheme in ["light", "dark"] {
+        color_scheme(browser, scheme).await;
+        let text = browser.text(&browser.find("table.items").await).await;
+        let rows = browser.find_all("table.items tbody tr").await.len();
+        assert!(
+            rows == 2 && text.contains("Amazon") && text.contains("c5") && text.contains("H16mr"),
+            "the page photographed is the seed data: {rows} rows: {text}"
+        );
+        let violations = axe_violations(browser, &axe).await;
+        assert!(
+            violations.is_empty(),
+            "axe, dashboard ({scheme}): {violations:#?}"
+        );
+        println!("axe: dashboard ({scheme}): 0 violations");
+        let png = browser.screenshot().await;
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        assert!(
+            png.len() <= SCREENSHOT_BUDGET,
+            "the {scheme} screenshot is {} bytes, over {SCREENSHOT_BUDGET}",
+            png.len()
+        );
+        let shot = artifacts_dir().join(format!("dashboard-{scheme}.png"));
+        std::fs::write(&shot, png).expect("screenshot saved");
+        println!("screenshot: {}", shot.display());
+    }
+    color_scheme(browser, "light").await;
+
+    // Hardware gone: the open page shows the stale banner (pushed over its
+    // live stream), audited as it is shown.
+    hardware.kill().await;
+    let stale = eventually(Duration::from_secs(20), || async {
+        browser
+            .execute("return !document.getElementById('stale').hidden;")
+            .await
+            == serde_json::json!(true)
+    })
+    .await;
+    assert!(stale, "the stale banner shows");
+    let banner = browser.text(&browser.find("#stale").await).await;
+    assert!(banner.contains("stale since"), "{banner}");
+    let violations = axe_violations(browser, &axe).await;
+    assert!(violations.is_empty(), "axe, stale banner: {violations:#?}");
+    println!("axe: stale banner: 0 violations");
+
+    // A portal that never reached hardware: the friendly 503 page.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let lonely = spawn_portal(&format!("http://{closed}"), &[]).await;
+    browser.goto(&lonely.url("/")).await;
+    let heading = browser.text(&browser.find("h1").await).await;
+    let page = browser.text(&browser.find("main").await).await;
+    assert!(page.contains("not available yet"), "{heading}: {page}");
+    let violations = axe_violations(browser, &axe).await;
+    assert!(violations.is_empty(), "axe, 503 page: {violations:#?}");
+    println!("axe: 503 page: 0 violations");
+
+    chrome.close().await;
+    lonely.stop.cancel();
     portal.stop.cancel();
 }

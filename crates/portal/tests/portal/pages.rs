@@ -21,14 +21,22 @@ async fn get_with(
     uri: &str,
     accept_encoding: &str,
 ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    get_headers(router, uri, &[("accept-encoding", accept_encoding)]).await
+}
+
+/// A GET with these request headers; the body as it came.
+async fn get_headers(
+    router: &portal::web::Public,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let mut request = Request::get(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
     let response = router
         .clone()
-        .oneshot(
-            Request::get(uri)
-                .header("accept-encoding", accept_encoding)
-                .body(Body::empty())
-                .expect("request"),
-        )
+        .oneshot(request.body(Body::empty()).expect("request"))
         .await
         .expect("infallible");
     let status = response.status();
@@ -242,6 +250,10 @@ async fn pages_and_assets_come_compressed_as_the_client_takes_them() {
         header(&plain_headers, "cache-control"),
         "public, max-age=300"
     );
+    // Past those five minutes, a browser revalidates: 304, not the bytes again.
+    let tag = header(&plain_headers, "etag").to_owned();
+    let again = get_headers(&router, "/assets/app.css", &[("if-none-match", &tag)]).await;
+    assert_eq!((again.0, again.2.len()), (StatusCode::NOT_MODIFIED, 0));
     let mut decoded = Vec::new();
     brotli::Decompressor::new(&body[..], 4096)
         .read_to_end(&mut decoded)
@@ -251,6 +263,70 @@ async fn pages_and_assets_come_compressed_as_the_client_takes_them() {
         get_with(&router, "/assets/app.0000000000.css", "").await.0,
         404
     );
+}
+
+#[tokio::test]
+async fn an_unchanged_view_revalidates_to_a_304_in_any_portal() {
+    let stub = StubHardware::start(Behaviour::Items(seed_items())).await;
+    let a = build_portal(&stub.url(), &["--instance-id=portal-a"]).await;
+    let b = build_portal(&stub.url(), &["--instance-id=portal-b"]).await;
+    let (router_a, router_b) = (a.router(), b.router());
+    let (status, headers, plain) = get_with(&router_a, "/", "identity").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "cache-control"), "no-cache");
+    let tag = header(&headers, "etag").to_owned();
+    assert!(
+        tag.starts_with('"') && !tag.starts_with("W/"),
+        "a strong tag: {tag}"
+    );
+    // The page holds nothing of the instance or the moment: portal B, a
+    // second later, serves the same bytes under the same tag.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (_, headers_b, plain_b) = get_with(&router_b, "/", "identity").await;
+    assert_eq!(header(&headers_b, "etag"), tag);
+    assert_eq!(plain_b, plain);
+    assert_eq!(header(&headers_b, "x-served-by"), "portal-b");
+
+    // A reload of the view: 304, no body, the same tag and cache policy.
+    for router in [&router_a, &router_b] {
+        let (status, headers, body) = get_headers(router, "/", &[("if-none-match", &tag)]).await;
+        assert_eq!(status, 304);
+        assert!(body.is_empty());
+        assert_eq!(header(&headers, "etag"), tag);
+        assert_eq!(header(&headers, "cache-control"), "no-cache");
+        assert_eq!(header(&headers, "vary"), "accept-encoding");
+    }
+    // Each coding is other bytes, so another tag; each revalidates alone.
+    let (_, headers, _) = get_with(&router_a, "/", "br").await;
+    let br_tag = header(&headers, "etag").to_owned();
+    assert_ne!(br_tag, tag);
+    let br = [
+        ("accept-encoding", "br"),
+        ("if-none-match", br_tag.as_str()),
+    ];
+    assert_eq!(get_headers(&router_a, "/", &br).await.0, 304);
+    let plain_tag_for_br = [("accept-encoding", "br"), ("if-none-match", tag.as_str())];
+    assert_eq!(get_headers(&router_a, "/", &plain_tag_for_br).await.0, 200);
+    // Another view has another tag.
+    let (_, headers, _) = get(&router_a, "/?sort=name").await;
+    assert_ne!(header(&headers, "etag"), tag);
+
+    // New data: the old tag no longer matches.
+    let mut items = seed_items();
+    items.push(item(9, "Azure", "new-one", Availability::High));
+    stub.set(Behaviour::Items(items));
+    a.catalog().refresh("test").await.expect("refresh");
+    let (status, headers, body) = get_headers(&router_a, "/", &[("if-none-match", &tag)]).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("new-one"));
+    let fresh = header(&headers, "etag").to_owned();
+    assert_ne!(fresh, tag);
+    // Stale: the banner is part of the page, so the tag moves too.
+    stub.set(Behaviour::Status(503));
+    let _ = a.catalog().refresh("test").await;
+    let (status, _, body) = get_headers(&router_a, "/", &[("if-none-match", &fresh)]).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("stale since"));
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The few W3C WebDriver commands the browser test uses, over plain HTTP
 //! (<https://www.w3.org/TR/webdriver2/>): a session, navigation, elements by
-//! CSS selector, their text, scripts, a screenshot and Chromium's console log.
+//! CSS selector, their text, scripts, a screenshot, Chromium's console log
+//! and one Chrome DevTools command (media emulation).
 
 use serde_json::{Value, json};
 
@@ -53,6 +54,12 @@ impl Session {
         self.post("/url", json!({"url": url})).await;
     }
 
+    /// Reloads the page (as the browser's reload button does) and waits
+    /// until it has loaded.
+    pub async fn refresh(&self) {
+        self.post("/refresh", json!({})).await;
+    }
+
     pub async fn find(&self, css: &str) -> Element {
         let found = self
             .post("/element", json!({"using": "css selector", "value": css}))
@@ -88,6 +95,22 @@ impl Session {
     pub async fn execute(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({"script": script, "args": []}))
             .await
+    }
+
+    /// Runs `script` as an async function: it ends by calling its last
+    /// argument with the value to return.
+    pub async fn execute_async(&self, script: &str) -> Value {
+        self.post("/execute/async", json!({"script": script, "args": []}))
+            .await
+    }
+
+    /// A Chrome DevTools Protocol command (ChromeDriver's `goog/cdp/execute`).
+    pub async fn cdp(&self, command: &str, params: Value) -> Value {
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": command, "params": params}),
+        )
+        .await
     }
 
     /// The page as PNG bytes.

@@ -106,6 +106,40 @@ pub fn ensure_browser() -> Result {
     }
 }
 
+/// The page auditors (Lighthouse, axe-core) in tools/audit/node_modules,
+/// installed from tools/audit/package-lock.json with `npm ci` when missing
+/// or older than the lock; returns the `node` to run them with. Node.js and
+/// npm are the machine's own (Lighthouse 12 wants Node.js 18.20 or later).
+pub fn ensure_auditors() -> Result<std::path::PathBuf> {
+    let node = find("node").ok_or("Node.js is missing: install Node.js 18.20 or later with npm")?;
+    let npm = find("npm").ok_or("npm is missing: install it with Node.js")?;
+    let dir = super::workspace_root().join("tools/audit");
+    let lock = dir.join("package-lock.json");
+    // npm ci writes this copy of the lock when it has installed everything.
+    let installed = dir.join("node_modules/.package-lock.json");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let current = match (modified(&installed), modified(&lock)) {
+        (Some(installed), Some(lock)) => installed >= lock,
+        _ => false,
+    };
+    if !current {
+        eprintln!("xtask: installing the page auditors (npm ci in tools/audit)");
+        super::run(
+            Command::new(npm)
+                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+                .current_dir(&dir),
+        )?;
+    }
+    for file in ["axe-core/axe.min.js", "lighthouse/cli/index.js"] {
+        if !dir.join("node_modules").join(file).is_file() {
+            return Err(format!(
+                "tools/audit/node_modules/{file} is missing after npm ci"
+            ));
+        }
+    }
+    Ok(node)
+}
+
 /// Whether a Docker engine answers right now (no installing, no starting).
 pub fn docker_usable() -> Result {
     if find("docker").is_none() {

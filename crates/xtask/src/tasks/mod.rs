@@ -1,5 +1,6 @@
 //! One module per `cargo xtask` task.
 
+pub mod audit;
 pub mod bench;
 pub mod cluster;
 pub mod db;
@@ -9,6 +10,7 @@ pub mod e2e;
 pub mod fuzz;
 mod hostile;
 pub mod lint;
+pub mod screenshots;
 pub mod sqlx_prepare;
 pub mod stack;
 pub mod test;

@@ -66,11 +66,13 @@ fn run_stages(args: &Args, stages: &mut Stages) -> Result {
     provision::ensure_mariadb()?;
     provision::ensure_redis()?;
     provision::ensure_packages(&["wrk"], "wrk")?;
-    let browser = provision::ensure_browser();
+    let browser = provision::ensure_browser().and_then(|()| provision::ensure_auditors().map(drop));
     match (&browser, in_ci()) {
         (Ok(()), _) => {}
         (Err(why), true) => return Err(format!("CI=true and the browser test cannot run: {why}")),
-        (Err(why), false) => eprintln!("xtask: WARNING: {why}; the browser test will fail"),
+        (Err(why), false) => {
+            eprintln!("xtask: WARNING: {why}; the browser test and the audit will fail")
+        }
     }
     stages.next("cargo test (MariaDB, Redis)");
     let db = MariaDb::start()?;
@@ -105,6 +107,8 @@ fn run_stages(args: &Args, stages: &mut Stages) -> Result {
     super::fuzz::run()?;
     stages.next("drills");
     super::drill::run(&super::drill::Args::default())?;
+    stages.next("audit (Lighthouse)");
+    super::audit::run()?;
     // The compose proof: always in CI; elsewhere when a Docker engine answers.
     match provision::docker_usable() {
         Ok(()) => {
