@@ -47,11 +47,37 @@ impl Load {
 }
 
 pub fn wrk(port: u16, path: &str, connections: u32, seconds: u64) -> Result<Load> {
-    let script = format!(
-        "ulimit -n 65536 2>/dev/null || ulimit -n 4096; exec wrk -t2 -c{connections} -d{seconds}s --timeout 5s --latency http://127.0.0.1:{port}{path}"
-    );
+    wrk_with(port, path, connections, seconds, &[])
+}
+
+/// [`wrk`] sending these request headers with every request.
+pub fn wrk_with(
+    port: u16,
+    path: &str,
+    connections: u32,
+    seconds: u64,
+    headers: &[(&str, &str)],
+) -> Result<Load> {
+    let mut args = vec![
+        "-t2".to_owned(),
+        format!("-c{connections}"),
+        format!("-d{seconds}s"),
+        "--timeout".to_owned(),
+        "5s".to_owned(),
+        "--latency".to_owned(),
+    ];
+    for (name, value) in headers {
+        args.push("-H".to_owned());
+        args.push(format!("{name}: {value}"));
+    }
+    args.push(format!("http://127.0.0.1:{port}{path}"));
     let out = Command::new("sh")
-        .args(["-c", &script])
+        .args([
+            "-c",
+            "ulimit -n 65536 2>/dev/null || ulimit -n 4096; exec wrk \"$@\"",
+            "wrk",
+        ])
+        .args(&args)
         .output()
         .map_err(|e| format!("wrk: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);

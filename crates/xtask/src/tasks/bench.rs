@@ -8,7 +8,7 @@ use crate::support::mariadb::MariaDb;
 use crate::support::process::{Service, cpu_seconds, rss_mb};
 use crate::support::redis::Redis;
 use crate::support::services::{bin, seed, start_hardware, start_portal, use_bin_dir};
-use crate::support::wrk::{Load, wrk};
+use crate::support::wrk::{Load, wrk, wrk_with};
 use crate::support::{Result, build_release, free_port, provision, scratch, workspace_root};
 use std::fmt::Write as _;
 use std::net::TcpStream;
@@ -59,18 +59,37 @@ struct SizeResult {
     /// the page, and as the full list, at the same connection counts.
     page_limit: Vec<(u32, Load)>,
     list_limit: Vec<(u32, Load)>,
+    /// The page's body in each coding (plain, gzip, br), and the bytes on the
+    /// wire of a reload of it with nothing changed (`304`).
+    page_coded: (usize, usize, usize, usize),
+    /// Warm `/` asked with `Accept-Encoding: br, gzip` at
+    /// [`COMPRESSED_CONNECTIONS`], and its yardstick: a bare server sending
+    /// the very brotli bytes the portal sends.
+    compressed: Load,
+    compressed_limit: Load,
 }
+
+/// The connection count of the compressed-page load.
+const COMPRESSED_CONNECTIONS: u32 = 50;
+/// What a browser asks for.
+const BROWSER_CODINGS: [(&str, &str); 1] = [("Accept-Encoding", "br, gzip")];
 
 /// A bare server answering every `GET /` with `bytes` bytes; its port.
 fn yardstick(bytes: usize) -> Result<(Service, u16)> {
+    yardstick_with(&["--bytes", &bytes.to_string()])
+}
+
+/// A bare server answering every `GET /` with the bytes of `file`, labelled
+/// `Content-Encoding: coding`; its port.
+fn yardstick_coded(file: &std::path::Path, coding: &str) -> Result<(Service, u16)> {
+    yardstick_with(&["--file", &file.display().to_string(), "--encoding", coding])
+}
+
+fn yardstick_with(body: &[&str]) -> Result<(Service, u16)> {
     let port = free_port()?;
     let baseline = Command::new(bin("baseline"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--bytes",
-            &bytes.to_string(),
-        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(body)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -201,6 +220,39 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     }
     let list_bytes = (plain.wire_bytes, gzip.wire_bytes, unchanged.wire_bytes);
     let list_body = http_get(hw_port, "/hardware/")?.1.len();
+    // The page on the wire in each coding, and a reload of it with nothing changed.
+    let page_plain = http_get_with(portal_port, "/", &[])?;
+    let page_gzip = http_get_with(portal_port, "/", &[("Accept-Encoding", "gzip")])?;
+    let page_br = http_get_with(portal_port, "/", &[("Accept-Encoding", "br")])?;
+    for (reply, coding) in [(&page_gzip, "gzip"), (&page_br, "br")] {
+        if reply.status != 200 || reply.header("content-encoding") != Some(coding) {
+            return Err(format!(
+                "{n} items: the page asked in {coding} answered {} in {:?}",
+                reply.status,
+                reply.header("content-encoding")
+            ));
+        }
+    }
+    let page_tag = page_br.header("etag").unwrap_or_default().to_owned();
+    let reload = http_get_with(
+        portal_port,
+        "/",
+        &[("Accept-Encoding", "br"), ("If-None-Match", &page_tag)],
+    )?;
+    if reload.status != 304 {
+        return Err(format!(
+            "{n} items: a reload of the unchanged page answered {}, not 304",
+            reload.status
+        ));
+    }
+    let page_coded = (
+        page_plain.body.len(),
+        page_gzip.body.len(),
+        page_br.body.len(),
+        reload.wire_bytes,
+    );
+    let br_file = scratch("bench")?.join(format!("page-{n}.br"));
+    std::fs::write(&br_file, &page_br.body).map_err(|e| format!("{}: {e}", br_file.display()))?;
     // Each load right next to its yardstick's, with the same processes up
     // (hardware keeps probing, the portal keeps syncing): both meet the
     // same machine, not one of them a quieter one.
@@ -242,6 +294,28 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
     }
     drop(page_yardstick);
     drop(list_yardstick);
+    // The page as browsers ask for it, against a bare server sending the
+    // same brotli bytes, alternating as above.
+    let (coded_yardstick, coded_port) = yardstick_coded(&br_file, "br")?;
+    let mut coded_runs = Vec::new();
+    let mut coded_yardstick_runs = Vec::new();
+    for _ in 0..ROUNDS {
+        coded_runs.push(wrk_with(
+            portal_port,
+            "/",
+            COMPRESSED_CONNECTIONS,
+            seconds,
+            &BROWSER_CODINGS,
+        )?);
+        coded_yardstick_runs.push(wrk_with(
+            coded_port,
+            "/",
+            COMPRESSED_CONNECTIONS,
+            seconds,
+            &BROWSER_CODINGS,
+        )?);
+    }
+    drop(coded_yardstick);
     let rss_loaded = (rss_mb(&hardware.0), rss_mb(&portal.0));
     let probes = metric(hw_port, "hardware_availability_probes_total", "ok");
     drop(portal);
@@ -266,6 +340,9 @@ fn measure_size(db: &MariaDb, n: usize, seconds: u64) -> Result<SizeResult> {
         hardware: hardware_loads,
         page_limit,
         list_limit,
+        page_coded,
+        compressed: Load::combine(&coded_runs),
+        compressed_limit: Load::combine(&coded_yardstick_runs),
     })
 }
 
@@ -551,6 +628,56 @@ the median round's, p99 and max the worst round's.\n"
         }
         let _ = writeln!(out);
     }
+    let _ = writeln!(
+        out,
+        "## Warm portal `/` as browsers ask for it (`Accept-Encoding: br, gzip`)\n"
+    );
+    let _ = writeln!(
+        out,
+        "The yardstick sends the very brotli bytes the portal sends (`baseline --file --encoding br`).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| items | br body bytes | connections | req/s | yardstick req/s | share | p50 | p99 | max | errors |\n|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in results {
+        let (l, yard) = (&r.compressed, r.compressed_limit.rps);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {COMPRESSED_CONNECTIONS} | {:.0} | {:.0} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {} |",
+            r.n,
+            r.page_coded.2,
+            l.rps,
+            yard,
+            pct(l.rps, yard),
+            l.p50_ms,
+            l.p99_ms,
+            l.max_ms,
+            l.errors
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "## The page on the wire\n");
+    let _ = writeln!(
+        out,
+        "Bytes of the dashboard's body per view in each coding, and every byte of a reload of an \
+unchanged view (`If-None-Match` with its `ETag`: a `304`, head only).\n"
+    );
+    let _ = writeln!(
+        out,
+        "| items | plain | gzip | br | reload, nothing changed (`304`) |\n|---|---|---|---|---|"
+    );
+    for r in results {
+        let (plain, gzip, br, reload) = r.page_coded;
+        let _ = writeln!(
+            out,
+            "| {} | {plain} | {gzip} ({}) | {br} ({}) | {reload} |",
+            r.n,
+            pct(gzip as f64, plain as f64),
+            pct(br as f64, plain as f64),
+        );
+    }
+    let _ = writeln!(out);
     let _ = writeln!(
         out,
         "## At rest: CPU with no visitor ({} s), the list on the wire\n",
