@@ -118,22 +118,32 @@ pub struct Encoded {
     plain: Bytes,
     br: OnceLock<Bytes>,
     gzip: OnceLock<Bytes>,
-    /// The plain body's digest (16 hex digits of its SHA-256): equal bodies,
-    /// from any process or release, have equal tags.
-    digest: String,
+    /// The entity tags of the plain, brotli and gzip forms: the plain body's
+    /// digest (16 hex digits of its SHA-256; equal bodies, from any process
+    /// or release, have equal tags) and the coding. Made once, not per answer.
+    tags: [HeaderValue; 3],
 }
 
 impl Encoded {
     pub fn new(plain: Bytes) -> Self {
-        let digest = Sha256::digest(&plain)[..8]
+        let digest: String = Sha256::digest(&plain)[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let tag = |coding: Coding| {
+            // Hex digits, a dot and letters: always a valid header value.
+            HeaderValue::from_str(&format!("\"{digest}{}\"", coding.tag_suffix()))
+                .unwrap_or(HeaderValue::from_static("\"\""))
+        };
         Self {
+            tags: [
+                tag(Coding::Identity),
+                tag(Coding::Brotli),
+                tag(Coding::Gzip),
+            ],
             plain,
             br: OnceLock::new(),
             gzip: OnceLock::new(),
-            digest,
         }
     }
 
@@ -150,9 +160,12 @@ impl Encoded {
     /// The strong entity tag of the body in `coding` (as [`Self::coding_for`]
     /// settled it), e.g. `"1a2b3c4d5e6f7a8b.br"`.
     pub fn etag(&self, coding: Coding) -> HeaderValue {
-        let tag = format!("\"{}{}\"", self.digest, coding.tag_suffix());
-        // Hex digits, a dot and letters: always a valid header value.
-        HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"\""))
+        let [identity, br, gzip] = &self.tags;
+        match coding {
+            Coding::Identity => identity.clone(),
+            Coding::Brotli => br.clone(),
+            Coding::Gzip => gzip.clone(),
+        }
     }
 
     /// The answer to a GET for this body from a client that takes `wanted`:
