@@ -14,7 +14,7 @@ cd "$root"
 
 if command -v docker-compose > /dev/null; then compose=(docker-compose); else compose=(docker compose); fi
 export COMPOSE_PROJECT_NAME="hpe2e$$"
-export RUST_IMAGE=debian:bookworm-slim RUNTIME_IMAGE=hp-ci/runtime PREBUILT=true
+export RUST_IMAGE=hp-ci/debian:bookworm-slim RUNTIME_IMAGE=hp-ci/runtime PREBUILT=true
 export MARIADB_IMAGE=hp-ci/mariadb:10.11 REDIS_IMAGE=hp-ci/redis:7 PROBE_DELAY=1s REFRESH_INTERVAL=200ms UPSTREAM_RESOLVE_INTERVAL=1s UPSTREAM_EJECT_FOR=2s
 # The load below comes from one address (this host); the limiter is tested elsewhere.
 export RATE_LIMIT_PER_SECOND=0
@@ -52,7 +52,7 @@ echo "== build context"
 # What `COPY . .` in docker/Dockerfile receives: no secret may reach a builder
 # layer or the build cache. The k8s secrets exist here (the lint made them).
 bash k8s/make-secrets.sh > /dev/null
-context=$(printf 'FROM debian:bookworm-slim\nCOPY . /ctx\nRUN cd /ctx && find . -type f | sed "s/^/ctx: /"\n' \
+context=$(printf 'FROM hp-ci/debian:bookworm-slim\nCOPY . /ctx\nRUN cd /ctx && find . -type f | sed "s/^/ctx: /"\n' \
   | docker build --no-cache -t "$COMPOSE_PROJECT_NAME-context" -f - . 2>&1 | sed -n 's/^ctx: //p')
 docker rmi "$COMPOSE_PROJECT_NAME-context" > /dev/null 2>&1 || true
 leaks=$(grep -E '(^|/)secrets/|\.(pem|key)$|(^|/)\.env$' <<< "$context")
@@ -131,6 +131,13 @@ check "a container on the public network cannot connect to hardware by IP ($hw_i
 check "the same probe on the backend network reaches hardware (the checks above can fail)" \
   probe backend curl -fsS --max-time 3 -o /dev/null http://hardware:5001/healthz
 check "the same probe on the backend network resolves hardware" probe backend getent hosts hardware
+portal_public_ip=$(docker inspect --format "{{(index .NetworkSettings.Networks \"${COMPOSE_PROJECT_NAME}_public\").IPAddress}}" "$(container portal)")
+check "a container on the public network is refused at the portal's metrics port (:9090)" \
+  fails probe public curl -fsS --max-time 3 -o /dev/null "http://$portal_public_ip:9090/metrics"
+check "the same probe on the public network gets the dashboard from the portal (the check above can fail)" \
+  probe public curl -fsS --max-time 3 -o /dev/null "http://$portal_public_ip:5000/"
+check "a container on the backend network reads the portal's metrics" \
+  probe backend curl -fsS --max-time 3 -o /dev/null http://portal-admin:9090/metrics
 
 echo "== scale hardware to 3"
 dc up -d --no-recreate --scale hardware=3 > /dev/null 2>&1

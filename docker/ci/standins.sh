@@ -1,8 +1,12 @@
 #!/bin/bash
 # Builds local stand-ins for the images a machine without registry access
-# cannot pull. Each is built only when missing (the last three also when their
-# folder changed):
-#   debian:bookworm-slim   debootstrap of Debian's mirror (the one apt uses here)
+# cannot pull, under the project's own prefix only: no image is ever tagged
+# with a name a registry serves (debian:*, mariadb:*, redis:*), so a user's
+# own `docker compose up` never runs one of these by mistake. They reach
+# compose and the cluster through MARIADB_IMAGE, REDIS_IMAGE, the Dockerfile's
+# build arguments and test-owned kustomizations. Each is built only when
+# missing (the last three also when their folder changed):
+#   hp-ci/debian:bookworm-slim  debootstrap of Debian's mirror (the one apt uses here)
 #   hp-ci/runtime          a distroless/cc-like root: glibc, libgcc, passwd with nonroot 65532
 #   hp-ci/mariadb:10.11    Debian's mariadb-server behind the official image's conventions
 #   hp-ci/redis:7          Debian's redis-server as uid 999
@@ -12,14 +16,15 @@ cd "$(dirname "$0")"
 
 have() { docker image inspect "$1" > /dev/null 2>&1; }
 
-if ! have debian:bookworm-slim; then
+BASE=hp-ci/debian:bookworm-slim
+if ! have "$BASE"; then
   mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   : "${mirror:?cannot find the Debian mirror apt uses (/etc/apt/sources.list.d/debian.sources)}"
   root=$(mktemp -d)
   echo "stand-ins: debootstrap bookworm (minbase)"
   debootstrap --variant=minbase bookworm "$root" "$mirror" > "$root.log" 2>&1 \
     || { tail -20 "$root.log"; exit 1; }
-  tar -C "$root" -c . | docker import - debian:bookworm-slim > /dev/null
+  tar -C "$root" -c . | docker import - "$BASE" > /dev/null
   rm -rf "$root" "$root.log"
 fi
 
@@ -44,7 +49,7 @@ current() { # image folder
   local want
   want=$(cat "$2"/* | sha256sum | cut -c1-16)
   [ "$(docker image inspect --format '{{index .Config.Labels "hp.context"}}' "$1" 2> /dev/null)" = "$want" ] \
-    || docker build -q --label "hp.context=$want" -t "$1" "$2" > /dev/null
+    || docker build -q --build-arg "BASE_IMAGE=$BASE" --label "hp.context=$want" -t "$1" "$2" > /dev/null
 }
 current hp-ci/mariadb:10.11 mariadb
 current hp-ci/redis:7 redis

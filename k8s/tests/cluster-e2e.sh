@@ -6,7 +6,8 @@
 # Needs KUBECONFIG (the cluster's admin), KUBECTL (default kubectl), the images of both
 # services loaded into the cluster as hardware-portal/{hardware,portal}:0.1.0 and :0.1.1 (the
 # rolling update's "new release", whose hardware has one more migration, 20991231000000),
-# mariadb:10.11, redis:7.4 and localhost/hp/probe:1.
+# the stand-ins hp-ci/mariadb:10.11 and hp-ci/redis:7 (which the test kustomizations cluster-dev
+# and cluster-prod put in place of the official images) and localhost/hp/probe:1.
 # Traffic goes only to the cluster's own addresses. Every loop is bounded.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -94,7 +95,7 @@ check "the probe pod is Ready" quiet k -n monitoring wait --for=condition=Ready 
 
 echo "== overlay dev"
 bash k8s/make-secrets.sh > /dev/null
-apply_and_time k8s/overlays/dev "dev"
+apply_and_time k8s/tests/cluster-dev "dev"
 page=$(page_via "dev: the portal Service" probe curl -fsS --max-time 5 "http://portal.$NS.svc.cluster.local:5000/")
 check "dev: the dashboard through the portal Service (cluster DNS) shows the seed rows" seed_rows_shown "$page"
 page=$(page_via "dev: NodePort 30500" curl -fsS --max-time 5 "http://$NODE_IP:30500/")
@@ -266,7 +267,7 @@ spec:
   securityContext: {runAsNonRoot: true, runAsUser: 999, runAsGroup: 999, fsGroup: 999, seccompProfile: {type: RuntimeDefault}}
   containers:
     - name: restore
-      image: mariadb:10.11
+      image: hp-ci/mariadb:10.11
       imagePullPolicy: IfNotPresent
       command: [/bin/bash, -c]
       args:

@@ -273,7 +273,7 @@ addon_images() {
 load_images() {
     addon_images
     local images=(${CLUSTER_IMAGES:-} localhost/hp/pause:1 localhost/hp/coredns:1.12.1
-        localhost/hp/metrics-server:0.8.0 localhost/hp/local-path-provisioner:0.0.30 debian:bookworm-slim)
+        localhost/hp/metrics-server:0.8.0 localhost/hp/local-path-provisioner:0.0.30 hp-ci/debian:bookworm-slim)
     log "importing ${#images[@]} images into containerd"
     docker save "${images[@]}" | ctr_ images import - >/dev/null
 }

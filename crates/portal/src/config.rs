@@ -34,9 +34,12 @@ pub struct Settings {
     #[arg(long, env = "PORTAL_LISTEN", default_value = "0.0.0.0:5000")]
     pub listen: SocketAddr,
 
-    /// Private address for `/metrics` and `/healthz` (never publish it).
+    /// Private address for `/metrics` and `/healthz` (never publish it):
+    /// `IP:PORT`, or `NAME:PORT` with a name resolved once at start (e.g. a
+    /// network alias that exists only on a private network, so the listener
+    /// is on that network's address alone).
     #[arg(long, env = "PORTAL_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
-    pub admin_listen: SocketAddr,
+    pub admin_listen: AdminListen,
 
     /// Where the hardware tier lives. Every address the host resolves to is
     /// used; several URLs may be given, comma-separated.
@@ -219,7 +222,7 @@ impl Settings {
                 "PAGE_SIZE (--page-size) must be from 1 to {MAX_PAGE_SIZE}"
             ));
         }
-        if self.admin_listen == self.listen && self.listen.port() != 0 {
+        if self.admin_listen.addr() == Some(self.listen) && self.listen.port() != 0 {
             return Err(
                 "PORTAL_ADMIN_LISTEN must differ from PORTAL_LISTEN: metrics are never public"
                     .into(),
@@ -244,6 +247,50 @@ mod tests {
         Cli::try_parse_from(argv)
             .map(|cli| cli.settings)
             .map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn the_admin_listener_takes_an_address_or_a_name() {
+        let addr: AdminListen = "127.0.0.1:9090".parse().expect("an address");
+        assert_eq!(addr.addr(), Some("127.0.0.1:9090".parse().expect("addr")));
+        let v6: AdminListen = "[::1]:9090".parse().expect("an IPv6 address");
+        assert_eq!(v6.to_string(), "[::1]:9090");
+        let name: AdminListen = "portal-admin:9090".parse().expect("a name");
+        assert_eq!(
+            (name.addr(), name.to_string()),
+            (None, "portal-admin:9090".into())
+        );
+        for bad in [
+            "portal-admin",
+            "portal admin:9090",
+            ":9090",
+            "host:99999",
+            "-x:1",
+        ] {
+            assert!(bad.parse::<AdminListen>().is_err(), "{bad}");
+        }
+        let err = parse(&["--admin-listen", "no port"]).expect_err("refused");
+        assert!(err.contains("IP:PORT or NAME:PORT"), "{err}");
+        let same =
+            parse(&["--listen", "0.0.0.0:5000", "--admin-listen", "0.0.0.0:5000"]).expect("parses");
+        assert!(
+            same.validate().is_err(),
+            "metrics never on the public listener"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_is_resolved_at_start() {
+        let local: AdminListen = "localhost:9090".parse().expect("a name");
+        let found = local.resolve().await.expect("localhost resolves");
+        assert!(
+            found
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 9090),
+            "{found:?}"
+        );
+        let nowhere: AdminListen = "no-such-host.invalid:9090".parse().expect("a name");
+        assert!(nowhere.resolve().await.is_err());
     }
 
     #[test]
@@ -311,5 +358,78 @@ mod tests {
         assert!(err.contains("MAX_CONNECTIONS"), "{err}");
         let err = parse(&["--tls-cert-file", "/x"]).expect_err("needs the key too");
         assert!(err.contains("tls-key-file"), "{err}");
+    }
+}
+
+/// Where the admin listener binds: an address, or a host name and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminListen {
+    host: String,
+    port: u16,
+}
+
+impl AdminListen {
+    /// The address, when given as one (not as a name).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        format!("{self}").parse().ok()
+    }
+
+    /// Every address it stands for: itself, or what the name resolves to now.
+    pub async fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        if let Some(addr) = self.addr() {
+            return Ok(vec![addr]);
+        }
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await?
+            .collect();
+        if found.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} resolves to no address", self.host),
+            ));
+        }
+        Ok(found)
+    }
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const FORM: &str =
+            "expected IP:PORT or NAME:PORT, e.g. 127.0.0.1:9090 or portal-admin:9090";
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Self {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            });
+        }
+        let (host, port) = text.rsplit_once(':').ok_or(FORM)?;
+        let port = port.parse().map_err(|_| format!("bad port: {FORM}"))?;
+        let name_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .split('.')
+                .all(|label| !label.is_empty() && label.len() <= 63 && !label.starts_with('-'))
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !name_ok {
+            return Err(format!("bad host name {host:?}: {FORM}"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for AdminListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
     }
 }

@@ -127,14 +127,12 @@ impl Application {
             );
         let public = edge::listen(settings.listen, settings.listen_backlog)
             .with_context(|| format!("PORTAL_LISTEN: cannot listen on {}", settings.listen))?;
-        let admin = TcpListener::bind(settings.admin_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "PORTAL_ADMIN_LISTEN: cannot listen on {}",
-                    settings.admin_listen
-                )
-            })?;
+        let admin = bind_admin(&settings.admin_listen).await.with_context(|| {
+            format!(
+                "PORTAL_ADMIN_LISTEN: cannot listen on {}",
+                settings.admin_listen
+            )
+        })?;
         Ok(Self {
             public,
             admin,
@@ -225,4 +223,18 @@ impl Application {
         tracing::info!("portal stopped");
         served.context("serving HTTP")
     }
+}
+
+/// The admin listener on the first address `listen` stands for that this
+/// host has (a name a private network gives every replica resolves to all of
+/// them; only this one's binds).
+async fn bind_admin(listen: &config::AdminListen) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in listen.resolve().await? {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no address to listen on")))
 }

@@ -65,3 +65,73 @@ fn settings_env_names() -> Result<Vec<String>> {
     }
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::support::workspace_root;
+
+    fn read(path: &str) -> String {
+        std::fs::read_to_string(workspace_root().join(path))
+            .unwrap_or_else(|err| panic!("{path}: {err}"))
+    }
+
+    /// Names in `text` that follow `start` and are made of `A-Z`, `0-9`, `_`.
+    fn names_after(text: &str, start: &str) -> Vec<String> {
+        text.split(start)
+            .skip(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect::<String>()
+            })
+            .filter(|name| !name.is_empty())
+            .collect()
+    }
+
+    /// `.env.example` lists every setting the binaries read and every
+    /// variable docker-compose.yml takes; the README names each of them.
+    #[test]
+    fn every_setting_is_in_env_example_and_the_readme() {
+        let example = read(".env.example");
+        let readme = read("README.md");
+        let listed = |name: &str| {
+            example.lines().any(|line| {
+                let line = line.trim_start_matches('#').trim_start();
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('='))
+            })
+        };
+        let mut missing = Vec::new();
+        for file in [
+            "crates/hardware/src/config.rs",
+            "crates/hardware/src/items_cli.rs",
+            "crates/portal/src/config.rs",
+            "crates/heap/src/lib.rs",
+        ] {
+            for name in names_after(&read(file), "env = \"") {
+                if !listed(&name) {
+                    missing.push(format!("{name} ({file}) is not in .env.example"));
+                }
+                if !readme.contains(&format!("`{name}`")) {
+                    missing.push(format!("{name} ({file}) is not in the README"));
+                }
+            }
+        }
+        let compose = names_after(&read("docker-compose.yml"), "${");
+        assert!(
+            compose.len() >= 10,
+            "the compose file's variables: {compose:?}"
+        );
+        for name in compose {
+            if !listed(&name) && !example.contains(&name) {
+                missing.push(format!(
+                    "{name} (docker-compose.yml) is not in .env.example"
+                ));
+            }
+            if !readme.contains(&format!("`{name}`")) {
+                missing.push(format!("{name} (docker-compose.yml) is not in the README"));
+            }
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+}

@@ -110,10 +110,12 @@ fn run_stages(args: &Args, stages: &mut Stages) -> Result {
     stages.next("audit (Lighthouse)");
     super::audit::run()?;
     // The compose proof: always in CI; elsewhere when a Docker engine answers.
-    match provision::docker_usable() {
+    let official_before = match provision::docker_usable() {
         Ok(()) => {
             stages.next("compose e2e");
+            let before = official_images()?;
             super::e2e::run()?;
+            before
         }
         Err(why) if in_ci() => {
             return Err(format!("CI=true and the compose e2e cannot run: {why}"));
@@ -124,19 +126,74 @@ fn run_stages(args: &Args, stages: &mut Stages) -> Result {
             );
             return Ok(());
         }
-    }
+    };
     // The Kubernetes proof needs root (a kubelet) and the Docker engine above.
     match provision::root_for("the Kubernetes cluster") {
         Ok(()) => {
             stages.next("Kubernetes cluster");
-            super::cluster::run(&super::cluster::Args::default())
+            super::cluster::run(&super::cluster::Args::default())?;
         }
-        Err(why) if in_ci() => Err(format!("CI=true and the cluster proof cannot run: {why}")),
+        Err(why) if in_ci() => {
+            return Err(format!("CI=true and the cluster proof cannot run: {why}"));
+        }
         Err(why) => {
             eprintln!("\nxtask: KUBERNETES PROOF NOT RUN: {why}. Run `sudo cargo xtask cluster`.");
-            Ok(())
         }
     }
+    stages.next("official image names");
+    let created: Vec<String> = official_images()?
+        .difference(&official_before)
+        .cloned()
+        .collect();
+    if created.is_empty() {
+        eprintln!(
+            "xtask: no image under an official name was created by the tests ({} there before)",
+            official_before.len()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "the tests left images under names a registry serves (stand-ins must keep the \
+             project's own prefix): {}",
+            created.join(", ")
+        ))
+    }
+}
+
+/// The engine's images under names a public registry serves (Docker Hub's
+/// official images the project uses or could, and gcr.io), as "name:tag id".
+fn official_images() -> Result<std::collections::BTreeSet<String>> {
+    const OFFICIAL: [&str; 7] = [
+        "debian", "mariadb", "redis", "rust", "ubuntu", "alpine", "busybox",
+    ];
+    let out = std::process::Command::new("docker")
+        .args([
+            "images",
+            "--no-trunc",
+            "--format",
+            "{{.Repository}}:{{.Tag}} {{.ID}}",
+        ])
+        .output()
+        .map_err(|err| format!("docker images: {err}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "docker images: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|line| {
+            let name = line.split(':').next().unwrap_or_default();
+            let name = name
+                .strip_prefix("docker.io/library/")
+                .or_else(|| name.strip_prefix("docker.io/"))
+                .or_else(|| name.strip_prefix("library/"))
+                .unwrap_or(name);
+            OFFICIAL.contains(&name) || name.starts_with("gcr.io/")
+        })
+        .map(str::to_owned)
+        .collect())
 }
 
 /// Every query file the macros wrote while compiling must equal the committed
