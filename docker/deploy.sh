@@ -8,7 +8,8 @@
 #    keeps serving from its last-known-good data, so visitors see no error);
 # 4. recreates the portal last (a drain and restart of about a second: the one
 #    public port cannot be held by two containers at once).
-# Works with Compose v2 (`docker compose`) and Debian's docker-compose v1.
+# Works with Compose v2 and later (`docker compose`) and Debian's docker-compose
+# v1; COMPOSE names the command to use (e.g. COMPOSE=docker-compose).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 replicas=""
@@ -18,7 +19,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: docker/deploy.sh [--replicas N]" >&2; exit 2 ;;
   esac
 done
-if docker compose version > /dev/null 2>&1; then dc=(docker compose); else dc=(docker-compose); fi
+# shellcheck source=docker/compose-command.sh
+. docker/compose-command.sh
+dc=("${compose_cmd[@]}")
 project=${COMPOSE_PROJECT_NAME:-$(basename "$PWD" | tr '[:upper:]' '[:lower:]' | tr -cd 'a-z0-9_-')}
 ids() { docker ps -q --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$1"; }
 healthy_count() {

@@ -3,16 +3,21 @@
 # only for images that cannot be pulled here (see standins.sh). Every check
 # prints its figure; the last line is "e2e: N passed, M failed".
 #
-# Needs: a running Docker engine, docker-compose (v1) or `docker compose`,
-# release binaries of hardware and portal built on a bookworm-compatible host
-# (pass their folder as $1). Traffic goes only to loopback and to the
-# containers this script creates. Every loop is bounded.
+# Needs: a running Docker engine, Compose (COMPOSE names the command: `cargo
+# xtask e2e` builds Compose v5 from the Go module proxy and passes `docker
+# compose` with DOCKER_CONFIG holding that plugin; without COMPOSE, `docker
+# compose` when it answers, else Debian's v1 `docker-compose`), release
+# binaries of hardware and portal built on a bookworm-compatible host (pass
+# their folder as $1). Traffic goes only to loopback and to the containers
+# this script creates. Every loop is bounded.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bins=${1:?usage: e2e.sh <folder with release binaries>}
 cd "$root"
 
-if command -v docker-compose > /dev/null; then compose=(docker-compose); else compose=(docker compose); fi
+# shellcheck source=docker/compose-command.sh
+. docker/compose-command.sh
+compose=("${compose_cmd[@]}")
 export COMPOSE_PROJECT_NAME="hpe2e$$"
 export RUST_IMAGE=hp-ci/debian:bookworm-slim RUNTIME_IMAGE=hp-ci/runtime PREBUILT=true
 export MARIADB_IMAGE=hp-ci/mariadb:10.11 REDIS_IMAGE=hp-ci/redis:7 PROBE_DELAY=1s REFRESH_INTERVAL=200ms UPSTREAM_RESOLVE_INTERVAL=1s UPSTREAM_EJECT_FOR=2s
@@ -28,6 +33,7 @@ fails() { ! "$@"; }
 dc() { "${compose[@]}" "$@"; }
 cleanup() { dc down -v --remove-orphans > /dev/null 2>&1 || true; }
 trap cleanup EXIT
+echo "e2e figure: $("${compose[@]}" version 2>&1 | head -1) (${compose[*]}); Docker Engine $(docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})')"
 
 container() { docker ps -q --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" --filter "label=com.docker.compose.service=$1"; }
 health() { docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1"; }
