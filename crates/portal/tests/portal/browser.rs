@@ -323,6 +323,8 @@ async fn axe_finds_nothing_on_the_dashboard_the_stale_banner_or_the_503_page(poo
     let portal = spawn_portal(&hardware.url(), &[]).await;
     let chrome = Browser::start("axe").await;
     let browser = &chrome.session;
+    // One line per state audited, for the test command's log (artifacts/axe.txt).
+    let mut summary = Vec::new();
 
     // The dashboard with the seed rows, every value in: light, then dark.
     // Each is audited, then photographed for the README (artifacts/; `cargo
@@ -346,7 +348,7 @@ async fn axe_finds_nothing_on_the_dashboard_the_stale_banner_or_the_503_page(poo
             violations.is_empty(),
             "axe, dashboard ({scheme}): {violations:#?}"
         );
-        println!("axe: dashboard ({scheme}): 0 violations");
+        summary.push(format!("dashboard ({scheme}): 0 violations"));
         let png = browser.screenshot().await;
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
         assert!(
@@ -375,7 +377,7 @@ async fn axe_finds_nothing_on_the_dashboard_the_stale_banner_or_the_503_page(poo
     assert!(banner.contains("stale since"), "{banner}");
     let violations = axe_violations(browser, &axe).await;
     assert!(violations.is_empty(), "axe, stale banner: {violations:#?}");
-    println!("axe: stale banner: 0 violations");
+    summary.push("stale banner: 0 violations".to_owned());
 
     // A portal that never reached hardware: the friendly 503 page.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -388,7 +390,15 @@ async fn axe_finds_nothing_on_the_dashboard_the_stale_banner_or_the_503_page(poo
     assert!(page.contains("not available yet"), "{heading}: {page}");
     let violations = axe_violations(browser, &axe).await;
     assert!(violations.is_empty(), "axe, 503 page: {violations:#?}");
-    println!("axe: 503 page: 0 violations");
+    summary.push("503 page: 0 violations".to_owned());
+    let version = browser.execute("return axe.version;").await;
+    let summary = format!(
+        "axe-core {}, default rules (WCAG 2 A/AA and best practices): {}\n",
+        version.as_str().unwrap_or("?"),
+        summary.join("; ")
+    );
+    print!("{summary}");
+    std::fs::write(artifacts_dir().join("axe.txt"), summary).expect("axe summary saved");
 
     chrome.close().await;
     lonely.stop.cancel();

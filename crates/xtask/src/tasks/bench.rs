@@ -413,6 +413,20 @@ fn machine() -> String {
     )
 }
 
+/// One row of a throughput table: a load set against its yardstick's req/s.
+fn load_row(out: &mut String, items: usize, bytes: usize, connections: u32, l: &Load, yard: f64) {
+    let _ = writeln!(
+        out,
+        "| {items} | {bytes} | {connections} | {:.0} | {yard:.0} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {} |",
+        l.rps,
+        pct(l.rps, yard),
+        l.p50_ms,
+        l.p99_ms,
+        l.max_ms,
+        l.errors
+    );
+}
+
 fn pct(value: f64, of: f64) -> String {
     if of > 0.0 {
         format!("{:.0} %", value / of * 100.0)
@@ -610,20 +624,7 @@ the median round's, p99 and max the worst round's.\n"
                 (&r.hardware, &r.list_limit, r.list_bytes.0)
             };
             for (c, l) in loads {
-                let yard = limit(limits, *c);
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {c} | {:.0} | {:.0} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {} |",
-                    r.n,
-                    bytes,
-                    l.rps,
-                    yard,
-                    pct(l.rps, yard),
-                    l.p50_ms,
-                    l.p99_ms,
-                    l.max_ms,
-                    l.errors
-                );
+                load_row(&mut out, r.n, bytes, *c, l, limit(limits, *c));
             }
         }
         let _ = writeln!(out);
@@ -641,19 +642,13 @@ the median round's, p99 and max the worst round's.\n"
         "| items | br body bytes | connections | req/s | yardstick req/s | share | p50 | p99 | max | errors |\n|---|---|---|---|---|---|---|---|---|---|"
     );
     for r in results {
-        let (l, yard) = (&r.compressed, r.compressed_limit.rps);
-        let _ = writeln!(
-            out,
-            "| {} | {} | {COMPRESSED_CONNECTIONS} | {:.0} | {:.0} | {} | {:.2} ms | {:.2} ms | {:.1} ms | {} |",
+        load_row(
+            &mut out,
             r.n,
             r.page_coded.2,
-            l.rps,
-            yard,
-            pct(l.rps, yard),
-            l.p50_ms,
-            l.p99_ms,
-            l.max_ms,
-            l.errors
+            COMPRESSED_CONNECTIONS,
+            &r.compressed,
+            r.compressed_limit.rps,
         );
     }
     let _ = writeln!(out);

@@ -87,6 +87,9 @@ fn run_stages(args: &Args, stages: &mut Stages) -> Result {
     let _ = std::fs::remove_dir_all(&fresh);
     std::fs::create_dir_all(&fresh)
         .map_err(|err| format!("creating {}: {err}", fresh.display()))?;
+    // The browser test writes what axe-core found here; printed below.
+    let axe = workspace_root().join("artifacts/axe.txt");
+    let _ = std::fs::remove_file(&axe);
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--locked"])
         .args(&args.cargo_test_args)
@@ -98,6 +101,16 @@ fn run_stages(args: &Args, stages: &mut Stages) -> Result {
     drop(redis);
     drop(db);
     result?;
+    match std::fs::read_to_string(&axe) {
+        Ok(found) => eprintln!("xtask: {}", found.trim()),
+        Err(_) if args.cargo_test_args.is_empty() => {
+            return Err(format!(
+                "the browser test wrote no axe-core summary ({})",
+                axe.display()
+            ));
+        }
+        Err(_) => {}
+    }
     check_sqlx_fresh(&fresh)?;
     stages.next("deps (cargo-machete)");
     super::deps::run()?;
