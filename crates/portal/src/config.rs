@@ -255,6 +255,15 @@ mod tests {
         assert_eq!(addr.addr(), Some("127.0.0.1:9090".parse().expect("addr")));
         let v6: AdminListen = "[::1]:9090".parse().expect("an IPv6 address");
         assert_eq!(v6.to_string(), "[::1]:9090");
+        let scoped: AdminListen = "[fe80::1%2]:9090".parse().expect("a scoped address");
+        assert_eq!(
+            scoped.to_string(),
+            "[fe80::1%2]:9090",
+            "the scope id is kept"
+        );
+        for good in ["portal_admin:9090", "portal-admin.backend.:9090", "a1:9090"] {
+            assert!(good.parse::<AdminListen>().is_ok(), "{good}");
+        }
         let name: AdminListen = "portal-admin:9090".parse().expect("a name");
         assert_eq!(
             (name.addr(), name.to_string()),
@@ -266,6 +275,10 @@ mod tests {
             ":9090",
             "host:99999",
             "-x:1",
+            // Numbers a resolver reads as addresses (0: every interface).
+            "0:9090",
+            "0x0:9090",
+            "10.1:9090",
         ] {
             assert!(bad.parse::<AdminListen>().is_err(), "{bad}");
         }
@@ -291,6 +304,8 @@ mod tests {
         );
         let nowhere: AdminListen = "no-such-host.invalid:9090".parse().expect("a name");
         assert!(nowhere.resolve().await.is_err());
+        let own = local.own().await.expect("localhost is this host's");
+        assert!(own.ip().is_loopback() && own.port() == 9090, "{own}");
     }
 
     #[test]
@@ -363,32 +378,57 @@ mod tests {
 
 /// Where the admin listener binds: an address, or a host name and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminListen {
-    host: String,
-    port: u16,
+pub enum AdminListen {
+    /// An address as given (an IPv6 scope id included).
+    Addr(SocketAddr),
+    /// A name resolved at start, and a port.
+    Name(String, u16),
 }
 
 impl AdminListen {
     /// The address, when given as one (not as a name).
     pub fn addr(&self) -> Option<SocketAddr> {
-        format!("{self}").parse().ok()
+        match self {
+            Self::Addr(addr) => Some(*addr),
+            Self::Name(..) => None,
+        }
     }
 
     /// Every address it stands for: itself, or what the name resolves to now.
     pub async fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
-        if let Some(addr) = self.addr() {
-            return Ok(vec![addr]);
-        }
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
+        let (host, port) = match self {
+            Self::Addr(addr) => return Ok(vec![*addr]),
+            Self::Name(host, port) => (host, *port),
+        };
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await?
             .collect();
         if found.is_empty() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("{} resolves to no address", self.host),
+                format!("{host} resolves to no address"),
             ));
         }
         Ok(found)
+    }
+
+    /// The address the server binds: the first it stands for that this host
+    /// has (a name shared by replicas resolves to each of them).
+    pub async fn own(&self) -> std::io::Result<SocketAddr> {
+        if let Self::Addr(addr) = self {
+            // As given; binding it says whether it can be.
+            return Ok(*addr);
+        }
+        self.resolve()
+            .await?
+            .into_iter()
+            .find(|addr| std::net::TcpListener::bind((addr.ip(), 0)).is_ok())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::AddrNotAvailable,
+                    format!("none of the addresses of {self} is this host's"),
+                )
+            })
     }
 }
 
@@ -399,37 +439,33 @@ impl std::str::FromStr for AdminListen {
         const FORM: &str =
             "expected IP:PORT or NAME:PORT, e.g. 127.0.0.1:9090 or portal-admin:9090";
         if let Ok(addr) = text.parse::<SocketAddr>() {
-            return Ok(Self {
-                host: addr.ip().to_string(),
-                port: addr.port(),
-            });
+            return Ok(Self::Addr(addr));
         }
         let (host, port) = text.rsplit_once(':').ok_or(FORM)?;
         let port = port.parse().map_err(|_| format!("bad port: {FORM}"))?;
-        let name_ok = !host.is_empty()
-            && host.len() <= 253
-            && host
+        let name = host.strip_suffix('.').unwrap_or(host);
+        // A name starts with a letter: the resolver would read "0", "0x0"
+        // or "10.1" as an address (0 being every interface).
+        let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.len() <= 253
+            && name
                 .split('.')
                 .all(|label| !label.is_empty() && label.len() <= 63 && !label.starts_with('-'))
-            && host
+            && name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !name_ok {
             return Err(format!("bad host name {host:?}: {FORM}"));
         }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-        })
+        Ok(Self::Name(host.to_owned(), port))
     }
 }
 
 impl std::fmt::Display for AdminListen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
+        match self {
+            Self::Addr(addr) => write!(f, "{addr}"),
+            Self::Name(host, port) => write!(f, "{host}:{port}"),
         }
     }
 }

@@ -227,14 +227,7 @@ impl Application {
 
 /// The admin listener on the first address `listen` stands for that this
 /// host has (a name a private network gives every replica resolves to all of
-/// them; only this one's binds).
+/// them; only this one's is bound).
 async fn bind_admin(listen: &config::AdminListen) -> std::io::Result<TcpListener> {
-    let mut last = None;
-    for addr in listen.resolve().await? {
-        match TcpListener::bind(addr).await {
-            Ok(listener) => return Ok(listener),
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no address to listen on")))
+    TcpListener::bind(listen.own().await?).await
 }

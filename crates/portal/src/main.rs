@@ -19,16 +19,11 @@ async fn async_main() -> ExitCode {
 }
 
 /// `GET /healthz` on the admin listener (plain HTTP even when the public one
-/// is not): healthy when one of the addresses it stands for answers.
+/// is not), at the address the server bound: this host's own, never another
+/// replica's that the same name resolves to.
 async fn healthcheck(listen: &portal::config::AdminListen) -> anyhow::Result<()> {
-    let mut last = anyhow::anyhow!("PORTAL_ADMIN_LISTEN {listen} stands for no address");
-    for addr in listen.resolve().await? {
-        match ops::healthcheck::local(addr).await {
-            Ok(()) => return Ok(()),
-            Err(err) => last = err.into(),
-        }
-    }
-    Err(last)
+    let own = listen.own().await?;
+    Ok(ops::healthcheck::local(own).await?)
 }
 
 async fn serve(settings: &portal::config::Settings) -> anyhow::Result<()> {
