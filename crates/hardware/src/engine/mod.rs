@@ -43,7 +43,7 @@ use wire::{Availability, Item, Version};
 pub use probe::{Probe, ProbeError, SimulatedProbe, Target};
 pub use shared::{Loaded, RedisCache, SharedCache, SharedReading};
 #[cfg(any(test, feature = "test-util"))]
-pub use test_probes::{CountingProbe, FailingProbe};
+pub use test_probes::{CountingProbe, FailingProbe, Gate, GatedProbe};
 
 /// A computed availability value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -81,3 +81,41 @@ impl Probe for FailingProbe {
         Box::pin(async { Err(ProbeError("simulated failure".into())) })
     }
 }
+
+/// A probe held until its [`Gate`] opens, then answering `HIGH` at once:
+/// values stay pending exactly as long as a test needs them pending, however
+/// slow the machine (a timed probe would race with the test's own steps).
+#[derive(Debug, Clone)]
+pub struct GatedProbe {
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Opens a [`GatedProbe`]; dropping it fails the probes still waiting.
+#[derive(Debug)]
+pub struct Gate(tokio::sync::watch::Sender<bool>);
+
+impl GatedProbe {
+    pub fn new() -> (Self, Gate) {
+        let (open, gate) = tokio::sync::watch::channel(false);
+        (Self { open: gate }, Gate(open))
+    }
+}
+
+impl Gate {
+    /// From now on every probe answers.
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Probe for GatedProbe {
+    fn check<'a>(&'a self, _target: &'a Target) -> BoxFuture<'a, Result<Availability, ProbeError>> {
+        let mut open = self.open.clone();
+        Box::pin(async move {
+            open.wait_for(|open| *open)
+                .await
+                .map_err(|_| ProbeError("the gate was dropped".into()))?;
+            Ok(Availability::High)
+        })
+    }
+}

@@ -3,7 +3,7 @@
 //! Needs Debian's `chromium` and `chromium-driver`; `cargo xtask test`
 //! installs them. Without them this test fails: it is never skipped.
 
-use crate::helpers::{eventually, metric_sum, spawn_hardware, spawn_portal};
+use crate::helpers::{eventually, metric_sum, spawn_hardware, spawn_hardware_gated, spawn_portal};
 use crate::webdriver::Session;
 use sqlx::MySqlPool;
 use std::path::PathBuf;
@@ -120,7 +120,7 @@ impl Browser {
 
 #[sqlx::test(migrations = "../../sql")]
 async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(pool: MySqlPool) {
-    let hardware = spawn_hardware(pool, "hw-browser", Duration::from_millis(5000)).await;
+    let (hardware, gate) = spawn_hardware_gated(pool, "hw-browser").await;
     let portal = spawn_portal(&hardware.url(), &[]).await;
     let chrome = Browser::start("browser").await;
     let browser = &chrome.session;
@@ -139,6 +139,8 @@ async fn a_browser_sees_the_seed_rows_and_pending_values_fill_in_without_reload(
     browser
         .execute("window.__sameDocument = 'yes'; return true;")
         .await;
+    // The slow process answers only now: the page saw both values pending.
+    gate.open();
     let mut filled = false;
     for _ in 0..150 {
         let pending = browser.find_all("tr.pending").await;

@@ -1,6 +1,6 @@
 //! The real hardware service on a real MariaDB, behind the portal.
 
-use crate::helpers::{eventually, spawn_hardware, spawn_portal};
+use crate::helpers::{eventually, spawn_hardware, spawn_hardware_gated, spawn_portal};
 use sqlx::MySqlPool;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ async fn page(url: &str) -> (u16, String) {
 
 #[sqlx::test(migrations = "../../sql")]
 async fn seed_rows_appear_pending_then_filled_in_and_stale_when_hardware_dies(pool: MySqlPool) {
-    let hardware = spawn_hardware(pool, "hw-e2e", Duration::from_millis(1500)).await;
+    let (hardware, gate) = spawn_hardware_gated(pool, "hw-e2e").await;
     let portal = spawn_portal(&hardware.url(), &["--stale-after=2s"]).await;
 
     let (status, body) = page(&portal.url("/")).await;
@@ -24,6 +24,7 @@ async fn seed_rows_appear_pending_then_filled_in_and_stale_when_hardware_dies(po
     );
     assert!(body.contains("still being computed"));
 
+    gate.open();
     let filled = eventually(Duration::from_secs(10), || async {
         let (_, body) = page(&portal.url("/")).await;
         !body.contains("badge-unknown")
@@ -56,7 +57,7 @@ async fn seed_rows_appear_pending_then_filled_in_and_stale_when_hardware_dies(po
 
 #[sqlx::test(migrations = "../../sql")]
 async fn the_live_stream_sends_values_as_they_land(pool: MySqlPool) {
-    let hardware = spawn_hardware(pool, "hw-sse", Duration::from_millis(800)).await;
+    let (hardware, gate) = spawn_hardware_gated(pool, "hw-sse").await;
     let portal = spawn_portal(&hardware.url(), &[]).await;
     let (_, body) = page(&portal.url("/")).await;
     assert!(body.contains("badge-unknown"));
@@ -70,6 +71,7 @@ async fn the_live_stream_sends_values_as_they_land(pool: MySqlPool) {
         .await
         .expect("stream opens");
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    gate.open();
     let mut seen = String::new();
     let got = tokio::time::timeout(Duration::from_secs(10), async {
         while let Ok(Some(chunk)) = stream.chunk().await {

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use clap::Parser;
-use hardware::engine::{Probe, SimulatedProbe};
+use hardware::engine::{Gate, GatedProbe, Probe, SimulatedProbe};
 use sqlx::MySqlPool;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -173,6 +173,28 @@ pub async fn spawn_hardware_with(
     probe_delay: Duration,
     extra: &[String],
 ) -> RunningHardware {
+    spawn_hardware_probed(
+        pool,
+        instance,
+        Arc::new(SimulatedProbe::new(probe_delay)),
+        extra,
+    )
+    .await
+}
+
+/// [`spawn_hardware`] whose probes wait for the returned [`Gate`].
+pub async fn spawn_hardware_gated(pool: MySqlPool, instance: &str) -> (RunningHardware, Gate) {
+    let (probe, gate) = GatedProbe::new();
+    let hardware = spawn_hardware_probed(pool, instance, Arc::new(probe), &[]).await;
+    (hardware, gate)
+}
+
+async fn spawn_hardware_probed(
+    pool: MySqlPool,
+    instance: &str,
+    probe: Arc<dyn Probe>,
+    extra: &[String],
+) -> RunningHardware {
     let mut argv = vec![
         "hardware".to_owned(),
         "--listen=127.0.0.1:0".to_owned(),
@@ -183,7 +205,6 @@ pub async fn spawn_hardware_with(
     let settings = hardware::config::Cli::try_parse_from(argv)
         .expect("valid hardware settings")
         .settings;
-    let probe: Arc<dyn Probe> = Arc::new(SimulatedProbe::new(probe_delay));
     let app = hardware::Application::with_parts(&settings, pool, probe)
         .await
         .expect("hardware builds");
