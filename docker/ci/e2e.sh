@@ -6,20 +6,22 @@
 # Needs: a running Docker engine, Compose (COMPOSE names the command: `cargo
 # xtask e2e` builds Compose v5 from the Go module proxy and passes `docker
 # compose` with DOCKER_CONFIG holding that plugin; without COMPOSE, `docker
-# compose` when it answers, else Debian's v1 `docker-compose`), release
-# binaries of hardware and portal built on a bookworm-compatible host (pass
-# their folder as $1). Traffic goes only to loopback and to the containers
-# this script creates. Every loop is bounded.
+# compose` when it answers, else Debian's v1 `docker-compose`) and the
+# stand-in images (standins.sh). Both images are built by docker/Dockerfile's
+# own build stage, as `docker compose up --build` builds them for a user; logs
+# go to target/e2e/. Traffic goes only to loopback and to the containers this
+# script creates. Every loop is bounded.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-bins=${1:?usage: e2e.sh <folder with release binaries>}
+logs=$root/target/e2e
+mkdir -p "$logs"
 cd "$root"
 
 # shellcheck source=docker/compose-command.sh
 . docker/compose-command.sh
 compose=("${compose_cmd[@]}")
 export COMPOSE_PROJECT_NAME="hpe2e$$"
-export RUST_IMAGE=hp-ci/debian:bookworm-slim RUNTIME_IMAGE=hp-ci/runtime PREBUILT=true
+export RUST_IMAGE=hp-ci/rust:1.95 RUNTIME_IMAGE=hp-ci/runtime
 export MARIADB_IMAGE=hp-ci/mariadb:10.11 REDIS_IMAGE=hp-ci/redis:7 PROBE_DELAY=1s REFRESH_INTERVAL=200ms UPSTREAM_RESOLVE_INTERVAL=1s UPSTREAM_EJECT_FOR=2s
 # The load below comes from one address (this host); the limiter is tested elsewhere.
 export RATE_LIMIT_PER_SECOND=0
@@ -52,7 +54,7 @@ wait_healthy() { # service count seconds
 }
 
 echo "== static checks"
-check "docker-compose.yml is valid for compose v1" "${compose[@]}" config -q
+check "docker-compose.yml is valid (compose config)" "${compose[@]}" config -q
 
 echo "== build context"
 # What `COPY . .` in docker/Dockerfile receives: no secret may reach a builder
@@ -67,13 +69,15 @@ context_clean() { [ -n "$context" ] && [ -z "$leaks" ]; }
 check "the image build context holds no secret" context_clean
 [ -z "$leaks" ] || echo "$leaks" | head -5
 
-echo "== images (stand-in bases; binaries from $bins)"
-cp "$bins/hardware" "$bins/portal" docker/prebuilt/
+echo "== images: docker/Dockerfile's own build (cargo-chef, cook, cargo build) on stand-in bases"
 started=$SECONDS
-dc build > /tmp/e2e-build-$$.log 2>&1 || { tail -30 /tmp/e2e-build-$$.log; fail "images build"; }
+dc build > "$logs/build.log" 2>&1 || { tail -30 "$logs/build.log"; fail "images build"; }
+# Cold when the dependency layer had to be built, warm when it came from the cache.
+cook=$(grep -m1 -A1 'RUN cargo chef cook' "$logs/build.log" | grep -c 'Using cache')
+echo "e2e figure: both images built in $((SECONDS - started)) s ($([ "$cook" -gt 0 ] && echo "warm: the dependency layer came from the cache" || echo "cold: dependencies compiled"))"
 for image in hardware-portal/hardware:local hardware-portal/portal:local; do
   size=$(docker image inspect --format '{{.Size}}' "$image")
-  echo "e2e figure: $image runtime image $((size / 1000000)) MB (stand-in base; distroless/cc adds ~20 MB)"
+  echo "e2e figure: $image $((size / 1000000)) MB (on the stand-in runtime: Debian's libc6, libgcc-s1, ca-certificates, tzdata)"
 done
 
 echo "== up (with passwords a careless script would mangle)"
@@ -84,7 +88,7 @@ nasty="it's a \\ \$HOME \"test\" password"
 docker volume create "${COMPOSE_PROJECT_NAME}_secrets" > /dev/null
 docker run --rm --user 0 -v "${COMPOSE_PROJECT_NAME}_secrets:/s" --entrypoint /bin/sh hp-ci/mariadb:10.11 \
   -c 'printf "%s\n" "$0" > /s/db-app-password && printf "%s" "$0" > /s/redis-password' "$nasty"
-dc up -d > /tmp/e2e-up-$$.log 2>&1 || { tail -30 /tmp/e2e-up-$$.log; }
+dc up -d --build > "$logs/up.log" 2>&1 || { tail -30 "$logs/up.log"; }
 check "db, hardware and portal healthy" wait_healthy portal 1 120
 for service in db redis hardware; do
   check "$service healthy" [ "$(health "$(container "$service")")" = healthy ]
@@ -173,13 +177,13 @@ victim=$(container hardware | head -1)
 # machine of any speed: 3,000 requests at 200 a second, the kill 3 s in.
 load() {
   for _ in $(seq 3000); do printf 'url = "%s/"\noutput = "/dev/null"\n' "$portal"; done \
-    | curl -s --rate 200/s --max-time 5 -H 'Connection: close' -w '%{http_code}\n' -K - > "/tmp/e2e-load-$$.txt"
+    | curl -s --rate 200/s --max-time 5 -H 'Connection: close' -w '%{http_code}\n' -K - > "$logs/load.txt"
 }
 load_started=$SECONDS
 load & load_pid=$!
 sleep 3; docker kill "$victim" > /dev/null
 wait $load_pid
-total=$(wc -l < "/tmp/e2e-load-$$.txt"); bad=$(grep -cv '^200$' "/tmp/e2e-load-$$.txt")
+total=$(wc -l < "$logs/load.txt"); bad=$(grep -cv '^200$' "$logs/load.txt")
 echo "e2e figure: $bad of $total portal requests failed while a replica was killed (200 requests/s, a new connection each, over $((SECONDS - load_started)) s)"
 check "≤ 0.1 % failed requests with a replica killed" [ $((bad * 1000)) -le "$total" ]
 fresh_page() {
@@ -192,11 +196,11 @@ check "the page is fresh after the kill (retries went to live replicas)" fresh_p
 echo "== rolling deploy of hardware under load"
 load & load_pid=$!
 sleep 1
-COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME bash docker/deploy.sh --replicas 2 > "/tmp/e2e-deploy-$$.log" 2>&1
+COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME bash docker/deploy.sh --replicas 2 > "$logs/deploy.log" 2>&1
 deploy_rc=$?
 wait $load_pid
-total=$(wc -l < "/tmp/e2e-load-$$.txt"); bad=$(grep -cv '^200$' "/tmp/e2e-load-$$.txt")
-[ $deploy_rc -eq 0 ] || tail -20 "/tmp/e2e-deploy-$$.log"
+total=$(wc -l < "$logs/load.txt"); bad=$(grep -cv '^200$' "$logs/load.txt")
+[ $deploy_rc -eq 0 ] || tail -20 "$logs/deploy.log"
 check "docker/deploy.sh succeeds" [ $deploy_rc -eq 0 ]
 echo "e2e figure: $bad of $total portal requests failed during the deploy (the portal itself is recreated last)"
 check "2 fresh hardware replicas after the deploy" wait_healthy hardware 2 30
@@ -219,10 +223,10 @@ survived() { for _ in $(seq 20); do page_has 'e2e-survivor' && return 0; sleep 1
 check "the item survives down + up (no -v)" survived
 
 echo "== managing the inventory: docker compose exec hardware hardware items …"
-csv="/tmp/e2e-import-$$.csv"
+csv="$logs/import.csv"
 { echo "provider,name"; for i in $(seq 1 1000); do echo "E2E,\"item $i, imported\""; done; } > "$csv"
 started=$SECONDS
-imported=$(dc exec -T hardware hardware items import - < "$csv" 2> "/tmp/e2e-import-$$.err")
+imported=$(dc exec -T hardware hardware items import - < "$csv" 2> "$logs/import.err")
 echo "e2e figure: items import of 1,000 CSV rows: $imported (exec included: $((SECONDS - started)) s)"
 check "items import - adds the 1,000 rows" grep -q 'added 1000, unchanged 0, removed 0, rejected 0 (applied' <<< "$imported"
 shows_all() { for _ in $(seq 20); do page_has ' of 1003 items' && return 0; sleep 1; done; return 1; }

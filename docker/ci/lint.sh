@@ -82,7 +82,9 @@ context_clean() {
 }
 planted=$(mktemp -d)
 mkdir -p "$planted/k8s/base/secrets"
-touch "$planted/k8s/base/secrets/db-root-password" "$planted/.env" "$planted/tls.key" "$planted/Cargo.toml"
+mkdir -p "$planted/crates/x/secrets"
+touch "$planted/k8s/base/secrets/db-root-password" "$planted/.env" "$planted/tls.key" "$planted/Cargo.toml" \
+  "$planted/crates/x/secrets/token" "$planted/crates/x/.env" "$planted/crates/x/tls.pem"
 planted_found() { ! context_clean "$planted"; }
 step "build context check finds planted secrets (nothing ignored)" planted_found
 cp .dockerignore "$planted/"

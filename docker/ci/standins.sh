@@ -5,9 +5,11 @@
 # own `docker compose up` never runs one of these by mistake. They reach
 # compose and the cluster through MARIADB_IMAGE, REDIS_IMAGE, the Dockerfile's
 # build arguments and test-owned kustomizations. Each is built only when
-# missing (the last three also when their folder changed):
+# missing or when its folder changed:
 #   hp-ci/debian:bookworm-slim  debootstrap of Debian's mirror (the one apt uses here)
-#   hp-ci/runtime          a distroless/cc-like root: glibc, libgcc, passwd with nonroot 65532
+#   hp-ci/runtime          distroless/cc-like, from Debian's libc6, libgcc-s1,
+#                          ca-certificates and tzdata; nonroot 65532, no shell
+#   hp-ci/rust:1.95        bookworm, gcc, this machine's Rust toolchain and CA store
 #   hp-ci/mariadb:10.11    Debian's mariadb-server behind the official image's conventions
 #   hp-ci/redis:7          Debian's redis-server as uid 999
 #   hp-ci/probe            curl on Debian, for network isolation checks
@@ -28,22 +30,6 @@ if ! have "$BASE"; then
   rm -rf "$root" "$root.log"
 fi
 
-if ! have hp-ci/runtime; then
-  echo "stand-ins: hp-ci/runtime (distroless/cc-like)"
-  ctx=$(mktemp -d)
-  mkdir -p "$ctx/rootfs/etc" "$ctx/rootfs/tmp" "$ctx/rootfs/lib/x86_64-linux-gnu" "$ctx/rootfs/lib64"
-  chmod 1777 "$ctx/rootfs/tmp"
-  for lib in libc.so.6 libm.so.6 libgcc_s.so.1 libdl.so.2 libpthread.so.0 librt.so.1; do
-    cp -L "/lib/x86_64-linux-gnu/$lib" "$ctx/rootfs/lib/x86_64-linux-gnu/"
-  done
-  cp -L /lib64/ld-linux-x86-64.so.2 "$ctx/rootfs/lib64/"
-  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$ctx/rootfs/etc/passwd"
-  printf 'root:x:0:\nnonroot:x:65532:\n' > "$ctx/rootfs/etc/group"
-  printf 'FROM scratch\nCOPY rootfs/ /\nUSER 65532:65532\n' > "$ctx/Dockerfile"
-  docker build -q -t hp-ci/runtime "$ctx" > /dev/null
-  rm -rf "$ctx"
-fi
-
 # Rebuilt when their folder changed (its hash is a label of the image).
 current() { # image folder
   local want
@@ -51,7 +37,28 @@ current() { # image folder
   [ "$(docker image inspect --format '{{index .Config.Labels "hp.context"}}' "$1" 2> /dev/null)" = "$want" ] \
     || docker build -q --build-arg "BASE_IMAGE=$BASE" --label "hp.context=$want" -t "$1" "$2" > /dev/null
 }
+current hp-ci/runtime runtime
 current hp-ci/mariadb:10.11 mariadb
 current hp-ci/redis:7 redis
 current hp-ci/probe probe
-echo "stand-ins: ready"
+# The Rust build image: its context is assembled here (the toolchain this
+# machine runs and its CA store are not in the repository); rebuilt when the
+# Dockerfile, the toolchain or the CA store changed.
+sysroot=$(rustc --print sysroot)
+version=$(rustc --version | awk '{print $2}')
+RUST=hp-ci/rust:1.95
+case $version in 1.95.*) ;; *) echo "stand-ins: $RUST stands in for rust:1.95 and needs rustc 1.95 here, not $version" >&2; exit 1 ;; esac
+want=$( (cat rust/Dockerfile; rustc --version; cat /etc/ssl/certs/ca-certificates.crt) | sha256sum | cut -c1-16)
+if [ "$(docker image inspect --format '{{index .Config.Labels "hp.context"}}' "$RUST" 2> /dev/null)" != "$want" ]; then
+  echo "stand-ins: $RUST (bookworm, gcc, rustc $version, this machine's CA store)"
+  ctx=$(mktemp -d)
+  mkdir -p "$ctx/certs" "$ctx/toolchain/bin" "$ctx/toolchain/lib"
+  cp rust/Dockerfile "$ctx/"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$ctx/certs/"
+  cp "$sysroot/bin/cargo" "$sysroot/bin/rustc" "$ctx/toolchain/bin/"
+  cp -a "$sysroot/lib/." "$ctx/toolchain/lib/"
+  docker build -q --build-arg "BASE_IMAGE=$BASE" --label "hp.context=$want" -t "$RUST" "$ctx" > /dev/null \
+    || { rm -rf "$ctx"; exit 1; }
+  rm -rf "$ctx"
+fi
+echo "stand-ins: ready ($RUST)"

@@ -1,12 +1,11 @@
 //! `cargo xtask e2e`: the real docker-compose.yml under Docker, asserted from
-//! outside (docker/ci/e2e.sh), on local stand-ins for images nobody can pull,
-//! with the current Compose: v5, built here from the Go module proxy
+//! outside (docker/ci/e2e.sh): both images built by the Dockerfile's own build
+//! stage, on local stand-ins for the base images nobody can pull here, with
+//! the current Compose: v5, built here from the Go module proxy
 //! (tools/compose) as a CLI plugin in a Docker config folder of its own
 //! (target/tools/docker-config), so the user's `~/.docker` is left alone.
 
-use crate::support::{
-    GoBuild, Result, build_release, go_build, provision, run as run_command, workspace_root,
-};
+use crate::support::{GoBuild, Result, go_build, provision, run as run_command, workspace_root};
 use std::process::Command;
 
 /// The Compose release the e2e runs (pinned in tools/compose/go.mod).
@@ -16,9 +15,7 @@ pub fn run() -> Result {
     provision::ensure_docker()?;
     let root = workspace_root();
     let mut e2e = Command::new("bash");
-    e2e.arg(root.join("docker/ci/e2e.sh"))
-        .arg(root.join("target/release"))
-        .current_dir(&root);
+    e2e.arg(root.join("docker/ci/e2e.sh")).current_dir(&root);
     // COMPOSE=docker-compose (or another command) runs the e2e under that
     // one instead: the one-line switch back to v1.
     match std::env::var("COMPOSE") {
@@ -31,7 +28,6 @@ pub fn run() -> Result {
         }
     }
     run_command(Command::new("bash").arg(root.join("docker/ci/standins.sh")))?;
-    build_release(&["hardware", "portal"])?;
     run_command(&mut e2e)
 }
 
