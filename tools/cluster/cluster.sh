@@ -2,8 +2,8 @@
 # A real single-node Kubernetes on this machine, from the binaries `cargo xtask cluster` builds
 # from the Go module proxy (target/tools/), Debian's containerd, runc and CNI plugins.
 #
-#   cluster.sh up      start etcd, the control plane, containerd, the kubelet, kube-proxy and
-#                      the add-ons (CoreDNS, metrics-server, local-path provisioner); print the
+#   cluster.sh up      start etcd, the control plane, containerd, the kubelet, kube-proxy, the
+#                      NetworkPolicy engine (kube-router's policy controller) and the add-ons (CoreDNS, metrics-server, local-path provisioner); print the
 #                      kubeconfig path
 #   cluster.sh down    stop all of it and remove every trace (mounts, links, iptables chains)
 #
@@ -249,6 +249,31 @@ node_daemons() {
         --root-dir "$D/kubelet" --node-ip "$NODE_IP" --hostname-override "$NODE"
     start proxy "$KUBE" proxy --config "$D/proxy.yaml"
     wait_for "node $NODE" 90 node_ready
+    policy_engine
+}
+
+# NetworkPolicy enforcement: kube-router's policy controller alone (tools/cluster/netpol), on
+# iptables and ipset. The bridge CNI enforces nothing by itself; with br_netfilter, traffic
+# between pods on the bridge passes the FORWARD chain, where this engine's chains sit first.
+# A long resync period: changes to pods, namespaces and policies resync at once anyway.
+policy_engine() {
+    [[ -x $TOOLS/netpol ]] || die "no $TOOLS/netpol: build it with cargo xtask cluster"
+    command -v ipset >/dev/null || die "the policy engine needs ipset (apt-get install ipset)"
+    [[ $(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null) == 1 ]] ||
+        die "the policy engine needs bridge-nf-call-iptables=1 (br_netfilter), or traffic on the bridge escapes it"
+    start netpol "$TOOLS/netpol" --kubeconfig "$D/admin.kubeconfig" --hostname-override "$NODE" \
+        --service-cluster-ip-range "$SERVICE_CIDR" --service-node-port-range 30000-32767 \
+        --sync-period 5m --cleanup-on-exit
+    local deadline=$((SECONDS + 60))
+    until grep -q 'first full sync applied' "$D/logs/netpol.log" 2>/dev/null; do
+        if ! kill -0 "$(cat "$D/pids/netpol")" 2>/dev/null || ((SECONDS >= deadline)); then
+            log "the NetworkPolicy engine did not come up; its log:"
+            tail -30 "$D/logs/netpol.log" >&2
+            die "no NetworkPolicy engine: refusing to run a proof whose policies nobody enforces"
+        fi
+        sleep 0.5
+    done
+    log "NetworkPolicy engine (kube-router's policy controller) enforcing: $(grep -o 'first full sync applied after [^ ]*' "$D/logs/netpol.log")"
 }
 
 node_ready() {
@@ -328,7 +353,8 @@ stop_pid() {
 down() {
     log "tearing down"
     set +e # best effort: every step runs whatever the one before it found
-    for name in proxy kubelet scheduler controller-manager; do stop_pid "$D/pids/$name"; done
+    # The policy engine first, while the API still answers: it removes its chains and sets.
+    for name in netpol proxy kubelet scheduler controller-manager; do stop_pid "$D/pids/$name"; done
     # The pods: every task killed and removed while containerd still runs (their shims exit too).
     if [[ -S $D/containerd.sock ]]; then
         for task in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$task" 2>/dev/null || true; done
@@ -347,6 +373,10 @@ down() {
     done
     [[ -x $KUBE ]] && "$KUBE" proxy --cleanup >/dev/null 2>&1 || true
     iptables_cleanup
+    # The policy engine's address sets, should it have died before removing them.
+    if command -v ipset >/dev/null; then
+        ipset list -n 2>/dev/null | grep -E '^KUBE-(SRC|DST)-' | while read -r set; do ipset destroy "$set" 2>/dev/null || true; done
+    fi
     ip link del "$BRIDGE" 2>/dev/null || true
     ip link del "$NODE" 2>/dev/null || true
     rm -rf "$D/pids"

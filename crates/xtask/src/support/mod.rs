@@ -131,18 +131,25 @@ pub fn go_build(build: &GoBuild) -> Result {
         pins += &std::fs::read_to_string(module.join(file))
             .map_err(|err| format!("reading {}/{file}: {err}", build.module))?;
     }
-    // The module's own mains (one folder deep): a change there rebuilds too.
+    // The module's own mains (at its root or one folder deep): a change there
+    // rebuilds too.
     let mut sources: Vec<PathBuf> = std::fs::read_dir(&module)
         .map_err(|err| format!("reading {}: {err}", module.display()))?
         .flatten()
-        .filter(|entry| entry.path().is_dir())
-        .flat_map(|dir| {
-            std::fs::read_dir(dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            let inner: Vec<PathBuf> = if path.is_dir() {
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|inner| inner.path())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            std::iter::once(path).chain(inner)
         })
-        .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "go"))
         .collect();
     sources.sort();
@@ -177,7 +184,7 @@ pub fn go_build(build: &GoBuild) -> Result {
     if build.static_binary {
         cmd.env("CGO_ENABLED", "0");
     }
-    run(&mut cmd).map_err(|err| format!("{err} (Go 1.24+ and the module proxy are needed)"))?;
+    run(&mut cmd).map_err(|err| format!("{err} (Go 1.26+ and the module proxy are needed)"))?;
     std::fs::write(&stamp, pins).map_err(|err| format!("writing {}: {err}", stamp.display()))
 }
 

@@ -1,17 +1,16 @@
 //! `cargo xtask cluster`: the Kubernetes proof on a real single-node cluster.
 //!
 //! Builds every component from the Go module proxy at the versions pinned in
-//! tools/cluster/ (cached in target/tools/), packs our images as the compose
-//! e2e does, brings the cluster up (tools/cluster/cluster.sh), runs the proof
+//! tools/cluster/ (cached in target/tools/), builds our images with the
+//! Dockerfile's own build stage as the compose e2e does (reusing its layers),
+//! brings the cluster up (tools/cluster/cluster.sh), runs the proof
 //! (k8s/tests/cluster-e2e.sh) and tears the cluster down, also on failure.
 
-use crate::support::{
-    GoBuild, Result, build_release, go_build, provision, run as run_command, workspace_root,
-};
+use crate::support::{GoBuild, Result, go_build, provision, run as run_command, workspace_root};
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The migration only the rolling update's new release has (see `build_next_hardware`).
+/// The migration only the rolling update's new release has (see `next_release_tree`).
 const NEXT_MIGRATION: (&str, &str) = (
     "20991231000000_cluster_next_release.sql",
     "-- Only in the cluster e2e's \"next release\" build (cargo xtask cluster): a\n\
@@ -37,15 +36,14 @@ pub fn run(args: &Args) -> Result {
     provision::ensure_packages(&["containerd"], "containerd")?;
     provision::ensure_packages(&["runc"], "runc")?;
     provision::ensure_packages(&["iptables"], "iptables")?;
+    provision::ensure_packages(&["ipset"], "ipset")?;
     provision::ensure_packages(&["conntrack"], "conntrack")?;
     provision::ensure_packages(&["openssl"], "openssl")?;
     provision::ensure_packages(&["containernetworking-plugins"], "/usr/lib/cni/bridge")?;
     build_components()?;
     let root = workspace_root();
     run_command(Command::new("bash").arg(root.join("docker/ci/standins.sh")))?;
-    build_release(&["hardware", "portal"])?;
-    let next = build_next_hardware()?;
-    build_images(&next)?;
+    build_images()?;
 
     let cluster = root.join("tools/cluster/cluster.sh");
     let images = [
@@ -68,6 +66,7 @@ pub fn run(args: &Args) -> Result {
             Command::new("bash")
                 .arg(root.join("k8s/tests/cluster-e2e.sh"))
                 .env("KUBECONFIG", root.join("target/cluster/admin.kubeconfig"))
+                .env("NETPOL_PIDFILE", root.join("target/cluster/pids/netpol"))
                 .env(
                     "KUBECTL",
                     format!("{} kubectl", root.join("target/tools/kube").display()),
@@ -127,6 +126,15 @@ fn build_components() -> Result {
         ],
         static_binary: true,
     })?;
+    // The NetworkPolicy engine: kube-router's policy controller alone (its
+    // own module: its Kubernetes client libraries are older than the cluster's).
+    go_build(&GoBuild {
+        module: "tools/cluster/netpol",
+        stamp: "netpol",
+        outputs: &["netpol"],
+        args: &["-ldflags", "-s -w", "-o", "target/tools/netpol", "."],
+        static_binary: true,
+    })?;
     go_build(&GoBuild {
         module: "tools/cluster/addons",
         stamp: "addons",
@@ -143,17 +151,14 @@ fn build_components() -> Result {
     })
 }
 
-/// The rolling update's new release of hardware: this tree plus one migration
-/// it does not have, built from a copy of the sources into its own target
-/// folder (kept between runs, so only what changed is rebuilt). Returns the
-/// binary.
-fn build_next_hardware() -> Result<PathBuf> {
+/// The rolling update's new release: a copy of this tree's sources plus one
+/// migration they do not have, in `target/cluster-next/src`. Returns that
+/// folder (the next images' build context).
+fn next_release_tree() -> Result<PathBuf> {
     let root = workspace_root();
-    let next = root.join("target/cluster-next");
-    let src = next.join("src");
+    let src = root.join("target/cluster-next/src");
     let _ = std::fs::remove_dir_all(&src);
     std::fs::create_dir_all(&src).map_err(|err| format!("creating {}: {err}", src.display()))?;
-    // `cp -a` keeps modification times: cargo rebuilds only what changed.
     run_command(
         Command::new("cp")
             .arg("-a")
@@ -161,6 +166,7 @@ fn build_next_hardware() -> Result<PathBuf> {
                 "Cargo.toml",
                 "Cargo.lock",
                 ".cargo",
+                ".dockerignore",
                 "crates",
                 "sql",
                 ".sqlx",
@@ -171,51 +177,64 @@ fn build_next_hardware() -> Result<PathBuf> {
     let (name, sql) = NEXT_MIGRATION;
     std::fs::write(src.join("sql").join(name), sql)
         .map_err(|err| format!("writing the next release's migration: {err}"))?;
-    eprintln!("xtask: building the next release of hardware (one more migration)");
-    run_command(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--locked", "-p", "hardware"])
-            .env("CARGO_TARGET_DIR", next.join("target"))
-            .env("SQLX_OFFLINE", "true")
-            .current_dir(&src),
-    )?;
-    Ok(next.join("target/release/hardware"))
+    Ok(src)
 }
 
-/// Our two images from the release binaries on the stand-in runtime (as the
-/// compose e2e builds them): 0.1.0 from this tree, and 0.1.1, the rolling
-/// update's new release (hardware with one more migration, `next`). The
-/// stand-ins get the names the manifests use.
-fn build_images(next: &std::path::Path) -> Result {
+/// Our two images, built as `docker compose up --build` builds them
+/// (docker/Dockerfile's own build stage on the stand-in bases): 0.1.0 from
+/// this tree, whose layers all come from the cache when the compose e2e ran
+/// first (built once, used twice), and 0.1.1, the rolling update's new
+/// release, in which only our code changed: its dependency layer must come
+/// from the cache (checked). Each build's time is printed.
+fn build_images() -> Result {
     let root = workspace_root();
-    let prebuilt = |binary: &str, from: PathBuf| {
-        std::fs::copy(&from, root.join("docker/prebuilt").join(binary))
-            .map(drop)
-            .map_err(|err| format!("copying {}: {err}", from.display()))
-    };
-    for version in ["0.1.1", "0.1.0"] {
-        let hardware = if version == "0.1.1" {
-            next.to_path_buf()
-        } else {
-            root.join("target/release/hardware")
-        };
-        prebuilt("hardware", hardware)?;
-        prebuilt("portal", root.join("target/release/portal"))?;
+    let logs = root.join("target/cluster");
+    std::fs::create_dir_all(&logs).map_err(|err| format!("creating {}: {err}", logs.display()))?;
+    for (version, context) in [("0.1.0", root.clone()), ("0.1.1", next_release_tree()?)] {
+        let started = std::time::Instant::now();
+        let mut dependencies_cached = true;
         for target in ["hardware", "portal"] {
-            run_command(
-                Command::new("docker")
-                    .args(["build", "-q", "-f", "docker/Dockerfile", "--target", target])
-                    .args(["--build-arg", "RUST_IMAGE=hp-ci/debian:bookworm-slim"])
-                    .args(["--build-arg", "RUNTIME_IMAGE=hp-ci/runtime"])
-                    .args(["--build-arg", "PREBUILT=true"])
-                    .args([
-                        "--label",
-                        &format!("org.opencontainers.image.version={version}"),
-                    ])
-                    .args(["-t", &format!("hardware-portal/{target}:{version}"), "."])
-                    .stdout(std::process::Stdio::null())
-                    .current_dir(&root),
-            )?;
+            let image = format!("hardware-portal/{target}:{version}");
+            let output = Command::new("docker")
+                .arg("build")
+                .arg("-f")
+                .arg(root.join("docker/Dockerfile"))
+                .args(["--target", target])
+                .args(["--build-arg", "RUST_IMAGE=hp-ci/rust:1.95"])
+                .args(["--build-arg", "RUNTIME_IMAGE=hp-ci/runtime"])
+                .args([
+                    "--label",
+                    &format!("org.opencontainers.image.version={version}"),
+                ])
+                .args(["-t", &image])
+                .arg(&context)
+                .output()
+                .map_err(|err| format!("docker build: {err}"))?;
+            let log = logs.join(format!("build-{target}-{version}.log"));
+            let text = String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr);
+            std::fs::write(&log, &text)
+                .map_err(|err| format!("writing {}: {err}", log.display()))?;
+            if !output.status.success() {
+                return Err(format!("building {image} failed; see {}", log.display()));
+            }
+            dependencies_cached &= cook_came_from_cache(&text);
+        }
+        let how = if dependencies_cached {
+            "the dependency layer came from the cache"
+        } else {
+            "dependencies compiled"
+        };
+        eprintln!(
+            "xtask: images {version} built from docker/Dockerfile in {} s ({how})",
+            started.elapsed().as_secs()
+        );
+        if version == "0.1.1" && !dependencies_cached {
+            return Err(
+                "only our code changed for 0.1.1, yet its dependency layer was rebuilt: \
+                        the Dockerfile's cargo-chef cache does not hold"
+                    .into(),
+            );
         }
     }
     // The probe under the name the proof's pod uses (our own prefix); the
@@ -223,4 +242,16 @@ fn build_images(next: &std::path::Path) -> Result {
     // them), so no image gets a name a registry serves.
     run_command(Command::new("docker").args(["tag", "hp-ci/probe", "localhost/hp/probe:1"]))?;
     Ok(())
+}
+
+/// Whether a classic-builder log shows the `cargo chef cook` step served
+/// from the cache.
+fn cook_came_from_cache(log: &str) -> bool {
+    let mut lines = log
+        .lines()
+        .skip_while(|line| !line.contains("RUN cargo chef cook"));
+    lines.next().is_some()
+        && lines
+            .next()
+            .is_some_and(|line| line.contains("Using cache"))
 }
