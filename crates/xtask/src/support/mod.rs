@@ -133,25 +133,20 @@ pub fn go_build(build: &GoBuild) -> Result {
     }
     // The module's own mains (at its root or one folder deep): a change there
     // rebuilds too.
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&module)
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(&module)
         .map_err(|err| format!("reading {}: {err}", module.display()))?
         .flatten()
-        .flat_map(|entry| {
-            let path = entry.path();
-            let inner: Vec<PathBuf> = if path.is_dir() {
-                std::fs::read_dir(&path)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|inner| inner.path())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            std::iter::once(path).chain(inner)
-        })
-        .filter(|path| path.extension().is_some_and(|ext| ext == "go"))
-        .collect();
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            let inner = std::fs::read_dir(&path).into_iter().flatten().flatten();
+            sources.extend(inner.map(|inner| inner.path()));
+        } else {
+            sources.push(path);
+        }
+    }
+    sources.retain(|path| path.extension().is_some_and(|ext| ext == "go"));
     sources.sort();
     for source in sources {
         pins += &std::fs::read_to_string(&source)

@@ -188,7 +188,8 @@ fn next_release_tree() -> Result<PathBuf> {
 /// from the cache (checked). Each build's time is printed.
 fn build_images() -> Result {
     let root = workspace_root();
-    let logs = root.join("target/cluster");
+    // Not target/cluster: `cluster.sh up` starts from an empty folder there.
+    let logs = root.join("target/cluster-next");
     std::fs::create_dir_all(&logs).map_err(|err| format!("creating {}: {err}", logs.display()))?;
     for (version, context) in [("0.1.0", root.clone()), ("0.1.1", next_release_tree()?)] {
         let started = std::time::Instant::now();
